@@ -1,0 +1,49 @@
+"""The PFLD auxiliary network: head pose from the stride-4 backbone features (paper Table 2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pfld.models.blocks import ConvBNReLU, init_weights
+from pfld.models.head import final_kernel_size
+
+
+class AuxiliaryPoseNet(nn.Module):
+    """Yaw, pitch and roll from the stride-4 features; used only in training.
+
+    Layers (sizes for 112 input, 28x28 features): conv3x3 128 s2 (14x14), conv3x3 128 s1 (14x14),
+    conv3x3 32 s2 (7x7), all conv + BN + ReLU; a valid k x k conv to 128 with
+    k = `min(7, input_size // 16)` (+ ReLU, bias, no BN, like the head's S3); global average pool;
+    FC 32 + ReLU; FC 3. Not scaled by the backbone width.
+
+    Args:
+        in_channels: channels of the stride-4 features.
+        input_size: side of the square network input, a multiple of 16.
+        channels: (conv1/conv2, conv3, conv4, fc1) widths; the paper's (128, 32, 128, 32) by default.
+    """
+
+    def __init__(
+        self, in_channels: int, input_size: int, channels: tuple[int, int, int, int] = (128, 32, 128, 32)
+    ) -> None:
+        super().__init__()
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        if input_size < 16 or input_size % 16:
+            raise ValueError(f"input_size must be a positive multiple of 16, got {input_size}")
+        if len(channels) != 4 or min(channels) < 1:
+            raise ValueError(f"channels must be four ints >= 1, got {channels}")
+        c12, c3, c4, fc = channels
+        self.convs = nn.Sequential(
+            ConvBNReLU(in_channels, c12, kernel_size=3, stride=2),  # (B, 128, H/8, W/8)
+            ConvBNReLU(c12, c12, kernel_size=3, stride=1),  # (B, 128, H/8, W/8)
+            ConvBNReLU(c12, c3, kernel_size=3, stride=2),  # (B, 32, H/16, W/16)
+            ConvBNReLU(c3, c4, kernel_size=final_kernel_size(input_size), padding=0, bn=False),
+        )
+        self.fc = nn.Sequential(nn.Linear(c4, fc), nn.ReLU(inplace=True), nn.Linear(fc, 3))
+        init_weights(self)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Stride-4 features (B, C4, H/4, W/4) -> (B, 3) yaw, pitch, roll in radians."""
+        x = self.convs(features).mean(dim=(2, 3))  # (B, 128)
+        return self.fc(x)  # (B, 3)

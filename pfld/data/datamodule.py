@@ -1,0 +1,160 @@
+"""The LightningDataModule: read annotations, prepare crops once, serve augmented batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from pfld.data.attributes import FACE_CLASSES, face_classes
+from pfld.data.cache import FaceCache, build_face_cache
+from pfld.data.dataset import IMAGENET_MEAN, IMAGENET_STD, LandmarkDataset
+from pfld.data.records import FaceRecord
+from pfld.data.schemes import LandmarkScheme
+from pfld.data.splits import split_by_identity
+from pfld.data.transforms import build_eval_transform, build_train_transform
+from pfld.geometry import landmarks_to_euler
+
+RecordSource = Callable[[], list[FaceRecord]]
+
+
+class LandmarkDataModule(L.LightningDataModule):
+    """Training and validation faces from any number of annotation sources.
+
+    Args:
+        train: callables returning `FaceRecord`s (readers with their arguments bound, e.g. Hydra
+            ``_partial_: true`` targets of `pfld.data.readers`).
+        val: the same for validation; if empty, ``val_fraction`` of the training identities are held out.
+        scheme: what the points mean (flip partners, eye corners, pose reference points).
+        num_points: K the rest of the config (the model) expects; must equal the scheme's.
+        input_size: side of the model's input in pixels.
+        crop_scale: the crop policy's scale (see `pfld.data.crop`).
+        margin: how much border the prepared crops keep for augmentation (1.5 = 25% each side).
+        augmentation: keyword arguments of `build_train_transform`.
+        profile_yaw_deg, head_pitch_deg: thresholds of the pose classes (see `face_classes`).
+    """
+
+    def __init__(
+        self,
+        train: Sequence[RecordSource],
+        scheme: LandmarkScheme,
+        val: Sequence[RecordSource] = (),
+        num_points: int | None = None,
+        val_fraction: float = 0.1,
+        input_size: int = 112,
+        crop_scale: float = 1.2,
+        margin: float = 1.5,
+        batch_size: int = 64,
+        num_workers: int = 1,
+        augmentation: dict[str, Any] | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        profile_yaw_deg: float = 30.0,
+        head_pitch_deg: float = 20.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not train:
+            raise ValueError("data.train lists no annotation source")
+        if num_points is not None and num_points != scheme.num_points:
+            raise ValueError(
+                f"data.num_points is {num_points} but the scheme {scheme.name!r} has {scheme.num_points} points"
+            )
+        if input_size % 16 or input_size < 64:
+            raise ValueError(f"input_size must be a multiple of 16 and at least 64, got {input_size}")
+        self.train_sources, self.val_sources = list(train), list(val)
+        self.scheme = scheme
+        self.val_fraction, self.seed = val_fraction, seed
+        self.input_size, self.crop_scale, self.margin = input_size, crop_scale, margin
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.augmentation = dict(augmentation or {})
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.profile_yaw_deg, self.head_pitch_deg = profile_yaw_deg, head_pitch_deg
+        self.train_faces: FaceCache | None = None
+        self.val_faces: FaceCache | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_faces is not None:
+            return
+        train = self._read(self.train_sources, "train")
+        if self.val_sources:
+            val = self._read(self.val_sources, "val")
+        else:
+            train, val = split_by_identity(train, self.val_fraction, self.seed)
+        shared = {r.identity for r in train} & {r.identity for r in val}
+        if shared:
+            print(f"warning: {len(shared)} identities are in both training and validation, e.g. {min(shared)}")
+        prepare = dict(input_size=self.input_size, crop_scale=self.crop_scale, margin=self.margin)
+        self.train_faces = build_face_cache(train, description="preparing training faces", **prepare)
+        self.val_faces = build_face_cache(val, description="preparing validation faces", **prepare)
+
+    def _read(self, sources: Sequence[RecordSource], split: str) -> list[FaceRecord]:
+        records = [record for source in sources for record in source()]
+        if not records:
+            raise ValueError(f"the {split} split is empty")
+        for record in records:
+            if record.num_points != self.scheme.num_points:
+                raise ValueError(
+                    f"{record.source}: {record.num_points} points, but the scheme "
+                    f"{self.scheme.name!r} has {self.scheme.num_points}"
+                )
+        return records
+
+    def _dataset(self, faces: FaceCache | None, train: bool) -> LandmarkDataset:
+        if faces is None:
+            raise RuntimeError("call setup() before asking for data loaders")
+        transform = (
+            build_train_transform(
+                self.input_size, faces.margin, self.scheme.flip_permutation, **self.augmentation
+            )
+            if train
+            else build_eval_transform(self.input_size)
+        )
+        return LandmarkDataset(
+            faces, transform, self.scheme, self.mean, self.std, self.profile_yaw_deg, self.head_pitch_deg
+        )
+
+    def _loader(self, faces: FaceCache | None, train: bool) -> DataLoader:
+        return DataLoader(
+            self._dataset(faces, train),
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and len(faces) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_faces, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_faces, train=False)
+
+    def mean_shape(self) -> np.ndarray:
+        """(K, 2) the training faces' mean landmarks in [0, 1] of the crop."""
+        return self._require(self.train_faces).unit_landmarks().mean(axis=0)
+
+    def class_fractions(self) -> np.ndarray:
+        """(C,) fraction of training faces in each of `FACE_CLASSES` (unaugmented)."""
+        faces = self._require(self.train_faces)
+        crop_landmarks = faces.landmarks - faces.border
+        memberships = [
+            face_classes(
+                landmarks_to_euler(points, self.scheme, float(self.input_size)),
+                record.flags, self.profile_yaw_deg, self.head_pitch_deg,
+            )
+            for points, record in zip(crop_landmarks, faces.records, strict=True)
+        ]
+        return np.mean(memberships, axis=0).astype(np.float32)
+
+    @staticmethod
+    def _require(faces: FaceCache | None) -> FaceCache:
+        if faces is None:
+            raise RuntimeError("call setup() first")
+        return faces
+
+
+__all__ = ["FACE_CLASSES", "LandmarkDataModule"]

@@ -1,0 +1,65 @@
+"""Pictures of faces with their points, for a person to check data and augmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from pfld.data.crop import from_unit
+from pfld.data.dataset import LandmarkDataset
+from pfld.data.schemes import LandmarkScheme
+
+
+def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """(3, S, S) normalised tensor -> (S, S, 3) uint8 RGB."""
+    array = image.permute(1, 2, 0).numpy() * np.asarray(std) + np.asarray(mean)
+    return np.clip(array * 255.0, 0, 255).astype(np.uint8)
+
+
+def draw_landmarks(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    scheme: LandmarkScheme | None = None,
+    color: tuple[int, int, int] = (0, 255, 0),
+    scale: int = 3,
+) -> np.ndarray:
+    """Draw (K, 2) unit-coordinate points on an RGB crop, enlarged ``scale`` times. The subject's
+    right-side points (first of each flip pair) are red, left-side ones blue, the rest ``color``."""
+    side = image.shape[0] * scale
+    canvas = cv2.resize(image, (side, side), interpolation=cv2.INTER_NEAREST).copy()
+    pixels = from_unit(landmarks, side)
+    right = {i for i, _ in scheme.flip_pairs} if scheme else set()
+    left = {j for _, j in scheme.flip_pairs} if scheme else set()
+    for index, (x, y) in enumerate(pixels):
+        dot = (255, 0, 0) if index in right else (0, 0, 255) if index in left else color
+        cv2.circle(canvas, (int(round(x)), int(round(y))), max(2, scale), dot, -1, cv2.LINE_AA)
+    return canvas
+
+
+def augmentation_grid(dataset: LandmarkDataset, count: int = 8, repeats: int = 4, seed: int = 0) -> np.ndarray:
+    """A (rows = faces, columns = augmented draws) RGB mosaic of samples with their points."""
+    rng = np.random.default_rng(seed)
+    faces = rng.choice(len(dataset), size=min(count, len(dataset)), replace=False)
+    std = 1.0 / (dataset.scale.reshape(3) * 255.0)
+    mean = dataset.shift.reshape(3) * std
+    rows = []
+    for face in faces:
+        tiles = []
+        for _ in range(repeats):
+            sample = dataset[int(face)]
+            tiles.append(draw_landmarks(denormalize(sample["image"], mean, std), sample["landmarks"].numpy(),
+                                        dataset.scheme))
+        rows.append(np.hstack(tiles))
+    return np.vstack(rows)
+
+
+def save_rgb(path: str | Path, image: np.ndarray) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: could not write the picture")
+    return path

@@ -1,0 +1,98 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pfld.data.attributes import FACE_CLASSES, face_classes
+from pfld.data.datamodule import LandmarkDataModule
+from pfld.data.readers import read_landmark_csv
+from pfld.data.schemes import custom_scheme, ibug_68
+
+
+def _module(embedded_dir, **kwargs) -> LandmarkDataModule:
+    train = kwargs.pop("train", [lambda: read_landmark_csv(embedded_dir / "train.csv")[:96]])
+    val = kwargs.pop("val", [lambda: read_landmark_csv(embedded_dir / "val.csv")[:32]])
+    return LandmarkDataModule(train=train, val=val, scheme=ibug_68(), batch_size=16, num_workers=0, **kwargs)
+
+
+def test_batches_have_the_documented_shapes(embedded_dir):
+    datamodule = _module(embedded_dir)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["image"].shape == (16, 3, 112, 112) and batch["image"].dtype == torch.float32
+    assert batch["landmarks"].shape == (16, 68, 2)
+    assert batch["angles"].shape == (16, 3) and batch["angles"].abs().max() < np.pi
+    assert batch["classes"].shape == (16, len(FACE_CLASSES))
+    assert (batch["classes"].sum(dim=1) >= 1).all(), "every face must belong to a class"
+    val = next(iter(datamodule.val_dataloader()))
+    assert 0.0 < val["landmarks"].min() and val["landmarks"].max() < 1.0  # policy crop holds the face
+    assert abs(float(val["image"].mean())) < 1.0  # normalised
+
+
+def test_validation_is_deterministic_and_training_is_not(embedded_dir):
+    datamodule = _module(embedded_dir)
+    datamodule.setup("fit")
+    val = datamodule.val_dataloader().dataset
+    torch.testing.assert_close(val[0]["image"], val[0]["image"])
+    train = datamodule.train_dataloader().dataset
+    assert not torch.equal(train[0]["landmarks"], train[0]["landmarks"])
+
+
+def test_mean_shape_and_class_fractions(embedded_dir):
+    datamodule = _module(embedded_dir)
+    datamodule.setup("fit")
+    mean = datamodule.mean_shape()
+    assert mean.shape == (68, 2) and 0.05 < mean.min() and mean.max() < 0.95
+    assert mean[36, 0] < mean[45, 0]  # subject's right eye on the image's left
+    fractions = datamodule.class_fractions()
+    assert fractions[0] + fractions[1] == pytest.approx(1.0)  # profile and frontal cover every face
+    assert fractions[4] == 0 and fractions[5] == 0  # no expression/occlusion flags in 300W-style data
+
+
+def test_face_classes():
+    np.testing.assert_array_equal(face_classes(np.array([45.0, 0, 0])), [1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(face_classes(np.array([5.0, 25, 0])), [0, 1, 1, 0, 0, 0])
+    flagged = face_classes(np.array([5.0, -25, 0]), {"pose": True, "expression": True, "occlusion": True})
+    np.testing.assert_array_equal(flagged, [1, 0, 0, 1, 1, 1])
+
+
+def test_identity_split_when_no_validation_source(embedded_dir):
+    datamodule = _module(embedded_dir, val=[], val_fraction=0.25)
+    datamodule.setup("fit")
+    train_ids = {r.identity for r in datamodule.train_faces.records}
+    val_ids = {r.identity for r in datamodule.val_faces.records}
+    assert val_ids and not train_ids & val_ids
+
+
+def test_config_that_does_not_fit_the_data(embedded_dir):
+    with pytest.raises(ValueError, match="data.num_points is 98"):
+        _module(embedded_dir, num_points=98)
+    five = custom_scheme("five", 5, flip_pairs=[[0, 1]], normalization=[0, 1])
+    datamodule = LandmarkDataModule(
+        train=[lambda: read_landmark_csv(embedded_dir / "train.csv")[:4]], scheme=five, num_workers=0
+    )
+    with pytest.raises(ValueError, match=r"train\.csv:2: 68 points, but the scheme 'five' has 5"):
+        datamodule.setup("fit")
+
+
+def test_empty_split_fails(embedded_dir):
+    with pytest.raises(ValueError, match="val split is empty"):
+        _module(embedded_dir, val=[lambda: []]).setup("fit")
+
+
+def test_missing_and_corrupt_images_are_named(tmp_path, embedded_dir):
+    records = read_landmark_csv(embedded_dir / "train.csv")[:3]
+    (tmp_path / "images").mkdir()
+    for record in records:
+        shutil.copy(record.image_path, tmp_path / "images" / record.image_path.name)
+    shutil.copy(embedded_dir / "train.csv", tmp_path / "train.csv")
+    broken = tmp_path / "images" / records[1].image_path.name
+    broken.write_bytes(b"not a jpeg")
+    datamodule = _module(embedded_dir, train=[lambda: read_landmark_csv(tmp_path / "train.csv")[:3]])
+    with pytest.raises(ValueError, match=f"{broken.name}: cannot decode"):
+        datamodule.setup("fit")
+    broken.unlink()
+    datamodule = _module(embedded_dir, train=[lambda: read_landmark_csv(tmp_path / "train.csv")[:3]])
+    with pytest.raises(FileNotFoundError, match=rf"{broken.name}: image not found \(annotated in .*train\.csv:3\)"):
+        datamodule.setup("fit")

@@ -1,0 +1,41 @@
+"""Shared fixtures: the repository, the embedded sample, the shared data (skipped when absent), configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PFLD_ROOT", str(ROOT))
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+SHARED = Path(os.environ.get("PFLD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+EMBEDDED = ROOT / "data" / "embedded"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    return EMBEDDED
+
+
+def compose_train(overrides: list[str], output_dir: Path):
+    """The real `conf/train.yaml`, composed as `train.py` would, with outputs under ``output_dir``."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    return cfg

@@ -1,0 +1,51 @@
+"""The real Hydra configs compose and build."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from tests.conftest import ROOT, compose_train
+
+GROUPS = {
+    group.name: sorted(p.stem for p in group.glob("*.yaml"))
+    for group in (ROOT / "conf").iterdir()
+    if group.is_dir() and group.name not in ("hydra", "paths")
+}
+
+
+@pytest.mark.parametrize(
+    "override", [f"{group}={option}" for group, options in GROUPS.items() for option in options]
+)
+def test_every_config_option_composes(override, tmp_path):
+    cfg = compose_train([override], tmp_path)
+    assert cfg.data.input_size == 112 and cfg.model.num_points == cfg.data.num_points
+
+
+def test_default_config_builds_its_parts(tmp_path):
+    cfg = compose_train([], tmp_path)
+    model = instantiate(cfg.model)
+    assert model.num_points == 68 and model.auxiliary is not None
+    assert type(instantiate(cfg.loss)).__name__ == "PFLDLoss"
+    datamodule = instantiate(cfg.data)
+    assert datamodule.scheme.name == "ibug68" and len(datamodule.train_sources) == 1
+    assert Path(cfg.data.train[0].csv_path).is_file()
+    assert cfg.logger.wandb.offline is True
+
+
+@pytest.mark.parametrize("loss", ["pfld", "l2", "l1", "wing"])
+def test_losses_share_one_call(loss, tmp_path):
+    import torch
+
+    criterion = instantiate(compose_train([f"loss={loss}"], tmp_path).loss)
+    pred, target = torch.rand(4, 68, 2), torch.rand(4, 68, 2)
+    classes = torch.zeros(4, 6)
+    classes[:, 1] = 1
+    value = criterion(pred, target, torch.zeros(4, 3), torch.full((4, 3), 0.3), classes)
+    assert value.ndim == 0 and value > 0
+
+
+def test_width_and_size_overrides_reach_the_model(tmp_path):
+    cfg = compose_train(["model.backbone.width=1.0", "data.input_size=96"], tmp_path)
+    model = instantiate(cfg.model)
+    assert model.input_size == 96 and model.backbone.width == 1.0

@@ -1,0 +1,48 @@
+"""Training runs on the embedded sample: a fast_dev_run always; real epochs, resume and a multirun when slow."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pfld.inference import load_inference_model
+from pfld.training import train
+from tests.conftest import ROOT, compose_train
+
+SMALL = ["logger=csv", "data.num_workers=0", "data.batch_size=32", "trainer.limit_train_batches=3"]
+
+
+def test_fast_dev_run(tmp_path):
+    metrics = train(compose_train(["debug=fast"], tmp_path))
+    assert 0 < metrics["val/nme"] < 10 and metrics["val/nme_mean_shape"] > 0
+
+
+@pytest.mark.slow
+def test_train_resume_and_inference_model(tmp_path):
+    first = tmp_path / "first"
+    metrics = train(compose_train([*SMALL, "trainer.max_epochs=2"], first))
+    last = first / "checkpoints" / "last.ckpt"
+    assert last.is_file() and metrics["best_checkpoint"]
+
+    resumed = tmp_path / "resumed"
+    metrics = train(compose_train([*SMALL, "trainer.max_epochs=3", f"ckpt_path={last}"], resumed))
+    state = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["epoch"] == 2 and state["global_step"] == 9  # continued, not restarted
+
+    model, data = load_inference_model(metrics["best_checkpoint"])
+    assert model.auxiliary is None and not model.training
+    assert data["input_size"] == 112 and data["normalization"] == [36, 45] and data["num_points"] == 68
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 112, 112)).shape == (2, 68, 2)
+
+
+@pytest.mark.slow
+def test_train_py_multirun(tmp_path):
+    command = [
+        sys.executable, str(ROOT / "train.py"), "-m", "loss=l2,wing", "debug=fast",
+        f"paths.log_dir={tmp_path}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("val/nme") >= 2

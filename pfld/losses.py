@@ -18,8 +18,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from pfld.data.attributes import FACE_CLASSES
+
 #: Pose / attribute classes of the PFLD loss, in column order of the ``classes`` tensor.
-CLASS_NAMES: tuple[str, ...] = ("profile", "frontal", "head_up", "head_down", "expression", "occlusion")
+CLASS_NAMES = FACE_CLASSES  # column order of class memberships, from pfld.data.attributes
 
 
 def _check_landmarks(pred: Tensor, target: Tensor) -> None:
@@ -247,8 +249,8 @@ class PFLDLoss(nn.Module):
         return f"class_weighting={self.class_weighting!r}"
 
 
-class L2Loss(nn.Module):
-    """Plain L2 loss, see `l2_loss`; angles and classes are ignored."""
+class _PointLoss(nn.Module):
+    """A loss of the landmarks alone, with the common signature; angles and classes are ignored."""
 
     def forward(
         self,
@@ -258,25 +260,28 @@ class L2Loss(nn.Module):
         target_angles: Tensor | None = None,
         classes: Tensor | None = None,
     ) -> Tensor:
+        return self.point_loss(pred, target)
+
+    def point_loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class L2Loss(_PointLoss):
+    """Plain L2 loss, see `l2_loss`."""
+
+    def point_loss(self, pred: Tensor, target: Tensor) -> Tensor:
         return l2_loss(pred, target)
 
 
-class L1Loss(nn.Module):
-    """Plain L1 loss, see `l1_loss`; angles and classes are ignored."""
+class L1Loss(_PointLoss):
+    """Plain L1 loss, see `l1_loss`."""
 
-    def forward(
-        self,
-        pred: Tensor,
-        target: Tensor,
-        pred_angles: Tensor | None = None,
-        target_angles: Tensor | None = None,
-        classes: Tensor | None = None,
-    ) -> Tensor:
+    def point_loss(self, pred: Tensor, target: Tensor) -> Tensor:
         return l1_loss(pred, target)
 
 
-class WingLoss(nn.Module):
-    """Wing loss, see `wing_loss`; angles and classes are ignored.
+class WingLoss(_PointLoss):
+    """Wing loss, see `wing_loss`.
 
     Args:
         width, curvature: the paper's w and epsilon, in pixels of a ``coordinate_scale`` crop; both > 0.
@@ -296,14 +301,7 @@ class WingLoss(nn.Module):
         self.curvature = float(curvature)
         self.coordinate_scale = float(coordinate_scale)
 
-    def forward(
-        self,
-        pred: Tensor,
-        target: Tensor,
-        pred_angles: Tensor | None = None,
-        target_angles: Tensor | None = None,
-        classes: Tensor | None = None,
-    ) -> Tensor:
+    def point_loss(self, pred: Tensor, target: Tensor) -> Tensor:
         return wing_loss(pred, target, self.width, self.curvature, self.coordinate_scale)
 
     def extra_repr(self) -> str:

@@ -23,7 +23,9 @@ def load_inference_model(checkpoint_path: str | Path) -> tuple[PFLD, dict[str, A
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     hparams = checkpoint.get("hyper_parameters", {})
     if "model" not in hparams or "data" not in hparams:
-        raise ValueError(f"{checkpoint_path}: not a pfld training checkpoint (no model/data hyper-parameters)")
+        raise ValueError(
+            f"{checkpoint_path}: not a pfld training checkpoint (no model/data hyper-parameters)"
+        )
     model_config = dict(hparams["model"], auxiliary=False)
     model: PFLD = instantiate(model_config)
     prefix = "model."

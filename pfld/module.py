@@ -48,8 +48,14 @@ class PFLDModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
-            {"model": _plain(model), "loss": _plain(loss), "optimizer": _plain(optimizer),
-             "scheduler": _plain(scheduler), "data": _plain(data), "channels_last": channels_last}
+            {
+                "model": _plain(model),
+                "loss": _plain(loss),
+                "optimizer": _plain(optimizer),
+                "scheduler": _plain(scheduler),
+                "data": _plain(data),
+                "channels_last": channels_last,
+            }
         )
         self.model: PFLD = instantiate(self.hparams.model)
         self.loss = instantiate(self.hparams.loss)
@@ -66,7 +72,10 @@ class PFLDModule(L.LightningModule):
         """Start the landmark regressor at the training mean shape; give the loss the training set's
         class fractions (used when it weights classes over the data set). Not called on resume."""
         self.model.head.set_mean_shape(torch.as_tensor(mean_shape, dtype=torch.float32))
-        if hasattr(self.loss, "set_class_fractions") and getattr(self.loss, "class_weighting", "") == "dataset":
+        if (
+            hasattr(self.loss, "set_class_fractions")
+            and getattr(self.loss, "class_weighting", "") == "dataset"
+        ):
             self.loss.set_class_fractions(list(class_fractions))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -83,8 +92,14 @@ class PFLDModule(L.LightningModule):
         else:
             landmarks, angles = self.model(images), None
         loss = self.loss(landmarks, batch["landmarks"], angles, batch["angles"], batch["classes"])
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True,
-                 batch_size=len(images))
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=True,
+            on_step=stage == "train",
+            on_epoch=True,
+            batch_size=len(images),
+        )
         return loss, landmarks
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ def warmup_cosine(
     of the base learning rate at ``total_steps``. Stepped every optimizer step."""
     if total_steps < 1:
         raise ValueError(f"total_steps must be positive, got {total_steps}")
-    warmup = max(1, int(round(warmup_fraction * total_steps)))
+    warmup = max(1, round(warmup_fraction * total_steps))
 
     def factor(step: int) -> float:
         if step < warmup:

@@ -1,6 +1,6 @@
 """Write a picture of augmented training samples with their points (right side red, left side blue).
 
-    python scripts/preview_augmentations.py [data=shared] [+out=augmentations.png] [+faces=6]
+python scripts/preview_augmentations.py [data=shared] [+out=augmentations.png] [+faces=6]
 """
 
 import os
@@ -10,9 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PFLD_ROOT", str(ROOT))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import hydra  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -78,7 +78,7 @@ def test_config_that_does_not_fit_the_data(embedded_dir):
 
 def test_empty_split_fails(embedded_dir):
     with pytest.raises(ValueError, match="val split is empty"):
-        _module(embedded_dir, val=[lambda: []]).setup("fit")
+        _module(embedded_dir, val=[list]).setup("fit")
 
 
 def test_missing_and_corrupt_images_are_named(tmp_path, embedded_dir):
@@ -94,5 +94,7 @@ def test_missing_and_corrupt_images_are_named(tmp_path, embedded_dir):
         datamodule.setup("fit")
     broken.unlink()
     datamodule = _module(embedded_dir, train=[lambda: read_landmark_csv(tmp_path / "train.csv")[:3]])
-    with pytest.raises(FileNotFoundError, match=rf"{broken.name}: image not found \(annotated in .*train\.csv:3\)"):
+    with pytest.raises(
+        FileNotFoundError, match=rf"{broken.name}: image not found \(annotated in .*train\.csv:3\)"
+    ):
         datamodule.setup("fit")

@@ -23,7 +23,9 @@ def test_pts_folder_on_real_300w(shared_dir):
 
 
 def test_ytf_csv_on_real_files(shared_dir):
-    records = read_landmark_csv(shared_dir / "ytf68" / "test_frames_keypoints.csv", shared_dir / "ytf68" / "test")
+    records = read_landmark_csv(
+        shared_dir / "ytf68" / "test_frames_keypoints.csv", shared_dir / "ytf68" / "test"
+    )
     assert len(records) == 770
     first = records[0]
     assert first.image_path.exists() and first.landmarks.shape == (68, 2)

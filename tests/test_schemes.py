@@ -40,10 +40,10 @@ def test_custom_scheme_from_config_values():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(flip_pairs=[[0, 9]], normalization=[0, 1]), "outside"),
-        (dict(flip_pairs=[[0, 1], [1, 2]], normalization=[0, 1]), "more than one flip pair"),
-        (dict(flip_pairs=[], normalization=[2, 2]), "two different"),
-        (dict(flip_pairs=[], normalization=[0, 1], pose_reference={"ear": 1}), "unknown pose reference"),
+        ({"flip_pairs": [[0, 9]], "normalization": [0, 1]}, "outside"),
+        ({"flip_pairs": [[0, 1], [1, 2]], "normalization": [0, 1]}, "more than one flip pair"),
+        ({"flip_pairs": [], "normalization": [2, 2]}, "two different"),
+        ({"flip_pairs": [], "normalization": [0, 1], "pose_reference": {"ear": 1}}, "unknown pose reference"),
     ],
 )
 def test_bad_schemes_are_rejected(kwargs, message):

@@ -1,10 +1,9 @@
+import albumentations as A
 import numpy as np
 import pytest
 
 from pfld.data.schemes import ibug_68
 from pfld.data.transforms import SymmetricHorizontalFlip, build_eval_transform, build_train_transform
-
-import albumentations as A  # noqa: E402  (after pfld, which sets no env; tests' conftest does)
 
 SCHEME = ibug_68()
 

@@ -30,7 +30,9 @@ STORED_SIDE = 184  # pixels of each stored loose crop
 STORED_MARGIN = 1.6  # stored crop = policy crop x 1.6 (policy crop ~115 px)
 
 
-def pick(records: list[FaceRecord], count: int, rng: random.Random, per_identity: int = 2) -> list[FaceRecord]:
+def pick(
+    records: list[FaceRecord], count: int, rng: random.Random, per_identity: int = 2
+) -> list[FaceRecord]:
     """``count`` faces, at most ``per_identity`` from any identity, spread over as many as possible."""
     by_identity: dict[str, list[FaceRecord]] = {}
     for record in records:
@@ -49,12 +51,16 @@ def write_split(records: list[FaceRecord], name: str, prefix: dict[str, str], qu
     images = HERE / "images"
     rows = []
     for record in tqdm(records, desc=f"writing {name}", unit="face"):
-        crop, points = crop_face(load_image(record.image_path, record.source), record.landmarks,
-                                 STORED_SIDE, margin=STORED_MARGIN)
+        crop, points = crop_face(
+            load_image(record.image_path, record.source), record.landmarks, STORED_SIDE, margin=STORED_MARGIN
+        )
         source = next(tag for key, tag in prefix.items() if key in str(record.image_path))
         file_name = f"{source}-{record.image_path.stem}.jpg"
-        cv2.imwrite(str(images / file_name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, quality])
+        cv2.imwrite(
+            str(images / file_name),
+            cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, quality],
+        )
         rows.append([f"images/{file_name}"] + [f"{v:.2f}" for v in points.reshape(-1)])
     with (HERE / f"{name}.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -64,7 +70,9 @@ def write_split(records: list[FaceRecord], name: str, prefix: dict[str, str], qu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shared", type=Path, default=HERE.parents[1] / ".." / "shared" / "data")
     parser.add_argument("--train", type=int, default=480, help="training faces")
     parser.add_argument("--val", type=int, default=160, help="validation faces")
@@ -75,8 +83,9 @@ def main() -> None:
 
     helen = read_pts_folder(args.shared / "300w" / "helen" / "trainset")
     afw = read_pts_folder(args.shared / "300w" / "afw")
-    ytf = read_landmark_csv(args.shared / "ytf68" / "training_frames_keypoints.csv",
-                            args.shared / "ytf68" / "training")
+    ytf = read_landmark_csv(
+        args.shared / "ytf68" / "training_frames_keypoints.csv", args.shared / "ytf68" / "training"
+    )
     ytf_ids = sorted({r.identity for r in ytf})
     rng.shuffle(ytf_ids)
     val_ids = set(ytf_ids[: len(ytf_ids) // 4])
@@ -89,7 +98,10 @@ def main() -> None:
     shutil.rmtree(HERE / "images", ignore_errors=True)
     (HERE / "images").mkdir()
     prefix = {"helen": "helen", "afw": "afw", "ytf68": "ytf"}
-    counts = {name: write_split(split, name, prefix, args.quality) for name, split in (("train", train), ("val", val))}
+    counts = {
+        name: write_split(split, name, prefix, args.quality)
+        for name, split in (("train", train), ("val", val))
+    }
     size = sum(p.stat().st_size for p in (HERE / "images").iterdir()) / 2**20
     print(f"wrote {counts['train']} training and {counts['val']} validation faces ({size:.1f} MiB) to {HERE}")
 

@@ -69,7 +69,7 @@ def build_face_cache(
         raise ValueError(f"{description}: no faces to prepare (empty split)")
     if margin < 1.0:
         raise ValueError(f"margin must be at least 1, got {margin}")
-    border = int(round(input_size * (margin - 1.0) / 2.0))
+    border = round(input_size * (margin - 1.0) / 2.0)
     side = input_size + 2 * border
 
     def prepare(record: FaceRecord) -> tuple[np.ndarray, np.ndarray]:

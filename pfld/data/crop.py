@@ -54,8 +54,12 @@ def crop_face(
     """
     matrix = crop_matrix(square_box(landmarks, crop_scale), out_size, margin)
     crop = cv2.warpAffine(
-        image, matrix, (out_size, out_size), flags=cv2.INTER_AREA if matrix[0, 0] < 1 else cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        image,
+        matrix,
+        (out_size, out_size),
+        flags=cv2.INTER_AREA if matrix[0, 0] < 1 else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
     )
     return crop, warp_points(landmarks, matrix)
 

@@ -86,8 +86,10 @@ class LandmarkDataModule(L.LightningDataModule):
             train, val = split_by_identity(train, self.val_fraction, self.seed)
         shared = {r.identity for r in train} & {r.identity for r in val}
         if shared:
-            print(f"warning: {len(shared)} identities are in both training and validation, e.g. {min(shared)}")
-        prepare = dict(input_size=self.input_size, crop_scale=self.crop_scale, margin=self.margin)
+            print(
+                f"warning: {len(shared)} identities are in both training and validation, e.g. {min(shared)}"
+            )
+        prepare = {"input_size": self.input_size, "crop_scale": self.crop_scale, "margin": self.margin}
         self.train_faces = build_face_cache(train, description="preparing training faces", **prepare)
         self.val_faces = build_face_cache(val, description="preparing validation faces", **prepare)
 
@@ -144,7 +146,9 @@ class LandmarkDataModule(L.LightningDataModule):
         memberships = [
             face_classes(
                 landmarks_to_euler(points, self.scheme, float(self.input_size)),
-                record.flags, self.profile_yaw_deg, self.head_pitch_deg,
+                record.flags,
+                self.profile_yaw_deg,
+                self.head_pitch_deg,
             )
             for points, record in zip(crop_landmarks, faces.records, strict=True)
         ]

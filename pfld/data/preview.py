@@ -36,11 +36,13 @@ def draw_landmarks(
     left = {j for _, j in scheme.flip_pairs} if scheme else set()
     for index, (x, y) in enumerate(pixels):
         dot = (255, 0, 0) if index in right else (0, 0, 255) if index in left else color
-        cv2.circle(canvas, (int(round(x)), int(round(y))), max(2, scale), dot, -1, cv2.LINE_AA)
+        cv2.circle(canvas, (round(x), round(y)), max(2, scale), dot, -1, cv2.LINE_AA)
     return canvas
 
 
-def augmentation_grid(dataset: LandmarkDataset, count: int = 8, repeats: int = 4, seed: int = 0) -> np.ndarray:
+def augmentation_grid(
+    dataset: LandmarkDataset, count: int = 8, repeats: int = 4, seed: int = 0
+) -> np.ndarray:
     """A (rows = faces, columns = augmented draws) RGB mosaic of samples with their points."""
     rng = np.random.default_rng(seed)
     faces = rng.choice(len(dataset), size=min(count, len(dataset)), replace=False)
@@ -51,8 +53,11 @@ def augmentation_grid(dataset: LandmarkDataset, count: int = 8, repeats: int = 4
         tiles = []
         for _ in range(repeats):
             sample = dataset[int(face)]
-            tiles.append(draw_landmarks(denormalize(sample["image"], mean, std), sample["landmarks"].numpy(),
-                                        dataset.scheme))
+            tiles.append(
+                draw_landmarks(
+                    denormalize(sample["image"], mean, std), sample["landmarks"].numpy(), dataset.scheme
+                )
+            )
         rows.append(np.hstack(tiles))
     return np.vstack(rows)
 

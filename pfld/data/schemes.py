@@ -94,7 +94,7 @@ def ibug_68() -> LandmarkScheme:
     """The 68-point iBUG scheme of 300W (0-based): 0-16 jaw, 17-21 right brow, 22-26 left brow,
     27-35 nose, 36-41 right eye, 42-47 left eye, 48-67 mouth. Inter-ocular: 36 and 45."""
     pairs = (
-        _mirror(range(0, 8), range(16, 8, -1))  # jaw
+        _mirror(range(8), range(16, 8, -1))  # jaw
         + _mirror(range(17, 22), range(26, 21, -1))  # brows
         + _mirror([31, 32], [35, 34])  # nostrils
         + _mirror([36, 37, 38, 39, 40, 41], [45, 44, 43, 42, 47, 46])  # eyes
@@ -105,7 +105,7 @@ def ibug_68() -> LandmarkScheme:
         name="ibug68",
         num_points=68,
         groups={
-            "jaw": tuple(range(0, 17)),
+            "jaw": tuple(range(17)),
             "right_brow": tuple(range(17, 22)),
             "left_brow": tuple(range(22, 27)),
             "nose": tuple(range(27, 36)),

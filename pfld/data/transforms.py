@@ -72,8 +72,11 @@ def build_train_transform(
             A.ToGray(p=grayscale),
             A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 7))], p=blur),
             A.CoarseDropout(
-                num_holes_range=(1, 2), hole_height_range=(0.1, 0.35), hole_width_range=(0.1, 0.35),
-                fill="random_uniform", p=occlusion,
+                num_holes_range=(1, 2),
+                hole_height_range=(0.1, 0.35),
+                hole_width_range=(0.1, 0.35),
+                fill="random_uniform",
+                p=occlusion,
             ),
             A.Resize(input_size, input_size),
         ],

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from pfld.data.datamodule import LandmarkDataModule
+from pfld.evaluation import write_report
 from pfld.metrics import nme
 from pfld.module import PFLDModule
 
@@ -76,6 +77,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         results = trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False)
         metrics.update({k: float(v) for k, v in results[0].items()})
         metrics["best_checkpoint"] = checkpoint.best_model_path  # type: ignore[assignment]
+        report = write_report(
+            module, datamodule.val_dataloader(), datamodule.scheme.normalization, cfg.paths.output_dir
+        )
+        print(
+            f"wrote val_ced.png and val_predictions.png ({int(report['faces'])} faces) to {cfg.paths.output_dir}"
+        )
     metrics["val/nme_mean_shape"] = mean_shape_nme(datamodule)
     if "val/nme" in metrics:
         print(

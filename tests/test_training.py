@@ -24,6 +24,7 @@ def test_train_resume_and_inference_model(tmp_path):
     metrics = train(compose_train([*SMALL, "trainer.max_epochs=2"], first))
     last = first / "checkpoints" / "last.ckpt"
     assert last.is_file() and metrics["best_checkpoint"]
+    assert (first / "val_ced.png").is_file() and (first / "val_predictions.png").is_file()
 
     resumed = tmp_path / "resumed"
     metrics = train(compose_train([*SMALL, "trainer.max_epochs=3", f"ckpt_path={last}"], resumed))

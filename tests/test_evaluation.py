@@ -1,0 +1,37 @@
+import torch
+from torch import nn
+
+from pfld.data.datamodule import LandmarkDataModule
+from pfld.data.readers import read_landmark_csv
+from pfld.data.schemes import ibug_68
+from pfld.evaluation import predict, write_report
+from pfld.training import mean_shape_nme
+
+
+class MeanShape(nn.Module):
+    """Predicts the same landmarks for every face."""
+
+    def __init__(self, mean: torch.Tensor) -> None:
+        super().__init__()
+        self.mean = nn.Parameter(mean)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.mean.expand(len(images), -1, -1)
+
+
+def test_report_of_the_mean_shape_matches_the_baseline(tmp_path, embedded_dir):
+    datamodule = LandmarkDataModule(
+        train=[lambda: read_landmark_csv(embedded_dir / "train.csv")[:64]],
+        val=[lambda: read_landmark_csv(embedded_dir / "val.csv")[:40]],
+        scheme=ibug_68(),
+        batch_size=16,
+        num_workers=0,
+    )
+    datamodule.setup("fit")
+    model = MeanShape(torch.from_numpy(datamodule.mean_shape()))
+    predictions, targets = predict(model, datamodule.val_dataloader())
+    assert predictions.shape == targets.shape == (40, 68, 2)
+    report = write_report(model, datamodule.val_dataloader(), (36, 45), tmp_path)
+    assert abs(report["nme"] - mean_shape_nme(datamodule)) < 1e-6
+    assert (tmp_path / "val_ced.png").stat().st_size > 1000
+    assert (tmp_path / "val_predictions.png").stat().st_size > 1000

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -67,20 +68,23 @@ class LandmarkScheme:
         if self.normalization[0] == self.normalization[1]:
             raise ValueError(f"scheme {self.name!r}: normalization needs two different points")
 
-    @property
+    @cached_property
     def flip_permutation(self) -> np.ndarray:
-        """(K,) int64: after a horizontal flip, point i takes the mirrored position of point perm[i]."""
+        """(K,) int64, read-only: after a horizontal flip, point i takes the mirrored position of point perm[i]."""
         perm = np.arange(self.num_points)
         for i, j in self.flip_pairs:
             perm[i], perm[j] = j, i
+        perm.flags.writeable = False
         return perm
 
-    @property
+    @cached_property
     def pose_reference_indices(self) -> np.ndarray:
-        """(R,) point indices in the order of `pose_reference_names`."""
-        return np.array([self.pose_reference[n] for n in self.pose_reference_names], dtype=np.int64)
+        """(R,) int64, read-only: point indices in the order of `pose_reference_names`."""
+        indices = np.array([self.pose_reference[n] for n in self.pose_reference_names], dtype=np.int64)
+        indices.flags.writeable = False
+        return indices
 
-    @property
+    @cached_property
     def pose_reference_names(self) -> tuple[str, ...]:
         """The pose reference names this scheme provides, in `POSE_REFERENCE_NAMES` order."""
         return tuple(n for n in POSE_REFERENCE_NAMES if n in self.pose_reference)

@@ -72,9 +72,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    checkpoint = next(
+        (c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor == "val/nme"), None
+    )
     if cfg.get("validate_best") and checkpoint is not None and checkpoint.best_model_path:
-        results = trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False)
+        results = trainer.validate(
+            module, datamodule=datamodule, ckpt_path=checkpoint.best_model_path, verbose=False
+        )
         metrics.update({k: float(v) for k, v in results[0].items()})
         metrics["best_checkpoint"] = checkpoint.best_model_path  # type: ignore[assignment]
         report = write_report(

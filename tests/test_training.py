@@ -23,6 +23,8 @@ def test_train_resume_and_inference_model(tmp_path):
     first = tmp_path / "first"
     metrics = train(compose_train([*SMALL, "trainer.max_epochs=2"], first))
     last = first / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 1 and saved["global_step"] == 6  # written every epoch, improved or not
     assert last.is_file() and metrics["best_checkpoint"]
     assert (first / "val_ced.png").is_file() and (first / "val_predictions.png").is_file()
 

@@ -140,7 +140,9 @@ class LandmarkDataModule(L.LightningDataModule):
         return self._require(self.train_faces).unit_landmarks().mean(axis=0)
 
     def class_fractions(self) -> np.ndarray:
-        """(C,) fraction of training faces in each of `FACE_CLASSES` (unaugmented)."""
+        """(C,) fraction of training faces in each of `FACE_CLASSES` (unaugmented), floored at one face
+        (1 / N): augmentation can move a face into a class no unaugmented face is in, which then gets
+        the largest weight, N, rather than an infinite one."""
         faces = self._require(self.train_faces)
         crop_landmarks = faces.landmarks - faces.border
         memberships = [
@@ -152,7 +154,7 @@ class LandmarkDataModule(L.LightningDataModule):
             )
             for points, record in zip(crop_landmarks, faces.records, strict=True)
         ]
-        return np.mean(memberships, axis=0).astype(np.float32)
+        return np.maximum(np.mean(memberships, axis=0), 1.0 / len(memberships)).astype(np.float32)
 
     @staticmethod
     def _require(faces: FaceCache | None) -> FaceCache:

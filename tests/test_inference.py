@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from pfld.inference import load_inference_model
+from pfld.module import PFLDModule
+from tests.conftest import compose_train
+
+DATA = {
+    "input_size": 112,
+    "crop_scale": 1.2,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "scheme": "ibug68",
+    "num_points": 68,
+    "normalization": [36, 45],
+    "coordinates": "x, y in [0, 1] of the square crop",
+}
+
+
+def _checkpoint(tmp_path, module: PFLDModule):
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+def test_inference_model_from_checkpoint_drops_the_auxiliary_net(tmp_path):
+    cfg = compose_train([], tmp_path)
+    module = PFLDModule(cfg.model, cfg.loss, cfg.optimizer, DATA, cfg.scheduler)
+    with torch.no_grad():
+        for parameter in module.parameters():  # make the weights differ from a fresh initialisation
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    model, data = load_inference_model(_checkpoint(tmp_path, module))
+    assert model.auxiliary is None and not model.training
+    assert not any(key.startswith("auxiliary.") for key in model.state_dict())
+    assert data == DATA
+    images = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), module.model.eval()(images))
+
+
+def test_foreign_checkpoints_are_refused(tmp_path):
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(ValueError, match="not a pfld training checkpoint"):
+        load_inference_model(path)
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        load_inference_model(tmp_path / "missing.ckpt")
+
+
+def test_module_refuses_a_model_for_other_data(tmp_path):
+    cfg = compose_train(["data.num_points=98"], tmp_path)
+    with pytest.raises(ValueError, match="model has 98 points but the data has 68"):
+        PFLDModule(cfg.model, cfg.loss, cfg.optimizer, DATA, cfg.scheduler)

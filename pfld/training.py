@@ -31,7 +31,7 @@ def mean_shape_nme(datamodule: LandmarkDataModule) -> float:
     return float(nme(mean, target, datamodule.scheme.normalization).mean())
 
 
-def data_description(cfg: DictConfig, datamodule: LandmarkDataModule) -> dict[str, Any]:
+def data_description(datamodule: LandmarkDataModule) -> dict[str, Any]:
     """What a checkpoint must carry to be used without this config."""
     return {
         "input_size": datamodule.input_size,
@@ -55,7 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         loss=cfg.loss,
         optimizer=cfg.optimizer,
         scheduler=cfg.get("scheduler"),
-        data=data_description(cfg, datamodule),
+        data=data_description(datamodule),
         channels_last=cfg.channels_last,
     )
     if cfg.ckpt_path is None:

@@ -101,3 +101,31 @@ def test_missing_and_corrupt_images_are_named(tmp_path, embedded_dir):
         FileNotFoundError, match=rf"{broken.name}: image not found \(annotated in .*train\.csv:3\)"
     ):
         datamodule.setup("fit")
+
+
+def _same_face_dataset(embedded_dir, copies: int = 4):
+    from pfld.data.cache import build_face_cache
+    from pfld.data.dataset import LandmarkDataset
+    from pfld.data.transforms import build_train_transform
+
+    faces = build_face_cache(read_landmark_csv(embedded_dir / "train.csv")[:1] * copies, 112)
+    transform = build_train_transform(112, faces.margin, ibug_68().flip_permutation)
+    return LandmarkDataset(faces, transform, ibug_68())
+
+
+def test_augmentation_follows_the_run_seed(embedded_dir):
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        dataset = _same_face_dataset(embedded_dir)
+        draws.append(torch.stack([dataset[i]["landmarks"] for i in range(4)]))
+    torch.testing.assert_close(draws[0], draws[1])
+
+
+def test_workers_draw_different_augmentations(embedded_dir):
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(7)
+    loader = DataLoader(_same_face_dataset(embedded_dir), batch_size=1, num_workers=2)
+    first, second = (batch["landmarks"] for batch, _ in zip(loader, range(2), strict=False))
+    assert not torch.allclose(first, second), "two workers replayed the same augmentation"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import albumentations as A
@@ -51,11 +52,22 @@ class LandmarkDataset(Dataset):
         self.shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(1, 1, 3)
         self.profile_yaw_deg = profile_yaw_deg
         self.head_pitch_deg = head_pitch_deg
+        self._seeded_in_process: int | None = None
+
+    def _seed_transform(self) -> None:
+        """Seed albumentations once per process from torch's seed: the run's seed in the main process,
+        base seed + worker id in a DataLoader worker. albumentations 2.x keeps its own generator, which
+        `seed_everything` does not reach and forked workers would share, replaying one augmentation
+        sequence in every worker."""
+        if self._seeded_in_process != os.getpid():
+            self.transform.set_random_seed(torch.initial_seed() % 2**32)
+            self._seeded_in_process = os.getpid()
 
     def __len__(self) -> int:
         return len(self.faces)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        self._seed_transform()
         out = self.transform(image=self.faces.images[index], keypoints=self.faces.landmarks[index])
         points = np.asarray(out["keypoints"], dtype=np.float32)[:, :2]  # (K, 2) crop pixels
         angles_deg = landmarks_to_euler(points, self.scheme, float(self.input_size))

@@ -38,12 +38,10 @@ def prediction_grid(
     """Faces spread from best to worst NME, ground truth in green, prediction coloured by side."""
     order = torch.argsort(errors)
     picks = order[torch.linspace(0, len(order) - 1, min(count, len(order))).long()]
-    std = 1.0 / (dataset.scale.reshape(3) * 255.0)
-    mean = dataset.shift.reshape(3) * std
     tiles = []
     for index in picks.tolist():
         sample = dataset[index]
-        image = denormalize(sample["image"], mean, std)
+        image = denormalize(sample["image"], dataset.mean, dataset.std)
         truth = draw_landmarks(image, sample["landmarks"].numpy(), None, color=(0, 255, 0), scale=2)
         tiles.append(draw_landmarks(truth, predictions[index].numpy(), dataset.scheme, scale=1))
     while len(tiles) % columns:

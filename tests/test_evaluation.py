@@ -35,3 +35,21 @@ def test_report_of_the_mean_shape_matches_the_baseline(tmp_path, embedded_dir):
     assert abs(report["nme"] - mean_shape_nme(datamodule)) < 1e-6
     assert (tmp_path / "val_ced.png").stat().st_size > 1000
     assert (tmp_path / "val_predictions.png").stat().st_size > 1000
+
+
+def test_denormalize_gives_back_the_crop(embedded_dir):
+    import numpy as np
+
+    from pfld.data.cache import build_face_cache
+    from pfld.data.dataset import LandmarkDataset
+    from pfld.data.preview import denormalize
+    from pfld.data.transforms import build_eval_transform
+
+    faces = build_face_cache(read_landmark_csv(embedded_dir / "val.csv")[:2], 112)
+    dataset = LandmarkDataset(
+        faces, build_eval_transform(112), ibug_68(), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)
+    )
+    border = faces.border
+    crop = faces.images[0][border : border + 112, border : border + 112]
+    restored = denormalize(dataset[0]["image"], dataset.mean, dataset.std)
+    assert np.abs(restored.astype(int) - crop.astype(int)).max() <= 1

@@ -106,8 +106,7 @@ class LandmarkDataModule(L.LightningDataModule):
         return records
 
     def _dataset(self, faces: FaceCache | None, train: bool) -> LandmarkDataset:
-        if faces is None:
-            raise RuntimeError("call setup() before asking for data loaders")
+        faces = self._require(faces)
         transform = (
             build_train_transform(
                 self.input_size, faces.margin, self.scheme.flip_permutation, **self.augmentation
@@ -159,7 +158,7 @@ class LandmarkDataModule(L.LightningDataModule):
     @staticmethod
     def _require(faces: FaceCache | None) -> FaceCache:
         if faces is None:
-            raise RuntimeError("call setup() first")
+            raise RuntimeError("call setup() before asking for data or its statistics")
         return faces
 
 

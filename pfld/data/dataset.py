@@ -48,6 +48,7 @@ class LandmarkDataset(Dataset):
         self.transform = transform
         self.scheme = scheme
         self.input_size = faces.input_size
+        self.mean, self.std = tuple(mean), tuple(std)
         self.scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).reshape(1, 1, 3)
         self.shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(1, 1, 3)
         self.profile_yaw_deg = profile_yaw_deg

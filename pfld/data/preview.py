@@ -46,8 +46,6 @@ def augmentation_grid(
     """A (rows = faces, columns = augmented draws) RGB mosaic of samples with their points."""
     rng = np.random.default_rng(seed)
     faces = rng.choice(len(dataset), size=min(count, len(dataset)), replace=False)
-    std = 1.0 / (dataset.scale.reshape(3) * 255.0)
-    mean = dataset.shift.reshape(3) * std
     rows = []
     for face in faces:
         tiles = []
@@ -55,7 +53,9 @@ def augmentation_grid(
             sample = dataset[int(face)]
             tiles.append(
                 draw_landmarks(
-                    denormalize(sample["image"], mean, std), sample["landmarks"].numpy(), dataset.scheme
+                    denormalize(sample["image"], dataset.mean, dataset.std),
+                    sample["landmarks"].numpy(),
+                    dataset.scheme,
                 )
             )
         rows.append(np.hstack(tiles))

@@ -35,7 +35,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from pfld.data.schemes import POSE_REFERENCE_NAMES, LandmarkScheme
+from pfld.data.schemes import MIN_POSE_REFERENCE_POINTS, POSE_REFERENCE_NAMES, LandmarkScheme
 
 # The 14-point mean face used by many head-pose repos (cm; x toward the subject's right, y up, z toward
 # the viewer: a left-handed frame). Kept for provenance; converted once below.
@@ -66,8 +66,6 @@ def _to_camera_frame(source: dict[str, tuple[float, float, float]]) -> dict[str,
 
 #: Mean face in cm, OpenCV camera frame (x right, y down, z away), centred, frontal; see module doc.
 MEAN_FACE_3D: dict[str, tuple[float, float, float]] = _to_camera_frame(_SOURCE_FACE)
-
-_MIN_POINTS = 6
 
 
 def camera_matrix(crop_size: float) -> np.ndarray:
@@ -151,8 +149,10 @@ def euler_angles(points_2d: np.ndarray, names: Sequence[str], crop_size: float) 
         raise ValueError(f"points_2d must be (R, 2), got shape {image.shape}")
     if len(names) != len(image):
         raise ValueError(f"{len(image)} points but {len(names)} names")
-    if len(image) < _MIN_POINTS:
-        raise ValueError(f"need at least {_MIN_POINTS} reference points for pose, got {len(image)}")
+    if len(image) < MIN_POSE_REFERENCE_POINTS:
+        raise ValueError(
+            f"need at least {MIN_POSE_REFERENCE_POINTS} reference points for pose, got {len(image)}"
+        )
     if not np.isfinite(image).all():
         raise ValueError("points_2d contains NaN or infinite values")
     model = _model_points(tuple(names))
@@ -196,9 +196,15 @@ def _pose_seeds(model: np.ndarray, image: np.ndarray, k: np.ndarray) -> list[tup
 def landmarks_to_euler(landmarks: np.ndarray, scheme: LandmarkScheme, crop_size: float) -> np.ndarray:
     """(K, 2) crop pixels of all the scheme's points -> (3,) float32 degrees (yaw, pitch, roll)."""
     names = scheme.pose_reference_names
-    if len(names) < _MIN_POINTS:
+    if not names:
         raise ValueError(
-            f"scheme {scheme.name!r} has {len(names)} pose reference points; pose needs at least {_MIN_POINTS}"
+            f"scheme {scheme.name!r} declares no pose reference points, so head pose cannot be computed: "
+            "switch the pose branch off (model.auxiliary=false and a loss other than pfld, e.g. loss=l1)"
+        )
+    if len(names) < MIN_POSE_REFERENCE_POINTS:
+        raise ValueError(
+            f"scheme {scheme.name!r} has {len(names)} pose reference points; "
+            f"pose needs at least {MIN_POSE_REFERENCE_POINTS}"
         )
     landmarks = np.asarray(landmarks)
     if landmarks.shape != (scheme.num_points, 2):

@@ -182,3 +182,34 @@ def test_real_near_frontal_face() -> None:
     print(f"einstein yaw, pitch, roll (deg): {angles.round(2).tolist()}")
     assert np.isfinite(angles).all()
     assert abs(angles[0]) < 45
+
+
+def _wflw_faces() -> np.ndarray:
+    """(N, 98, 2) real WFLW faces from the COCO-style fixture (tests/data or ../shared); skips when absent."""
+    import json
+
+    root = Path(__file__).resolve().parent
+    for path in (
+        root / "data" / "coco" / "wflw" / "test_wflw.json",
+        root.parent / ".." / "shared" / "data" / "fixtures" / "mmpose" / "wflw" / "test_wflw.json",
+    ):
+        if path.is_file():
+            faces = [a["keypoints"] for a in json.loads(path.read_text())["annotations"]]
+            return np.asarray(faces, dtype=np.float64).reshape(len(faces), -1, 3)[:, :, :2]
+    pytest.skip("WFLW fixture test_wflw.json not available")
+
+
+def test_real_wflw_faces_and_their_mirrors() -> None:
+    from pfld.data.schemes import load_scheme
+
+    scheme = load_scheme("wflw98")
+    for landmarks in _wflw_faces():
+        low, high = landmarks.min(axis=0), landmarks.max(axis=0)
+        side = float((high - low).max())
+        crop = landmarks - (low + high) / 2 + (side - 1) / 2  # square crop centred on the landmark box
+        angles = landmarks_to_euler(crop, scheme, side)
+        assert np.isfinite(angles).all() and (np.abs(angles) < [20, 25, 30]).all(), angles
+        mirrored = crop.copy()
+        mirrored[:, 0] = side - 1 - mirrored[:, 0]
+        flipped = landmarks_to_euler(mirrored[scheme.flip_permutation], scheme, side)
+        np.testing.assert_allclose(flipped, angles * np.array([-1, 1, -1]), atol=0.5)

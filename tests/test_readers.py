@@ -1,9 +1,15 @@
+"""`.pts` and landmark-CSV readers; the shared identity rule. Fixtures: tests/data (see its README)."""
+
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pfld.data.readers import identity_from_stem, read_landmark_csv, read_pts, read_pts_folder
+
+DATA = Path(__file__).parent / "data"
+KAGGLE = DATA / "csv" / "kaggle15_holes.csv"
 
 
 def test_pts_is_converted_to_zero_based(shared_dir):
@@ -84,11 +90,110 @@ def test_csv_errors_name_file_and_line(tmp_path):
         read_landmark_csv(bad)
     nan = tmp_path / "nan.csv"
     nan.write_text(f"{header}\n" + row.replace("1.0", "nan", 1) + "\n")
-    with pytest.raises(ValueError, match=r"nan\.csv:2: NaN"):
+    with pytest.raises(ValueError, match=r"nan\.csv:2: point 0 has one coordinate missing"):
         read_landmark_csv(nan)
     empty = tmp_path / "empty.csv"
     empty.write_text(header + "\n")
     with pytest.raises(ValueError, match="no faces"):
         read_landmark_csv(empty)
+    inf = tmp_path / "inf.csv"
+    inf.write_text(f"{header}\n" + row.replace("1.0", "inf", 2) + "\n")
+    with pytest.raises(ValueError, match=r"inf\.csv:2: infinite"):
+        read_landmark_csv(inf)
+    word = tmp_path / "word.csv"
+    word.write_text(f"{header}\n{row}\n" + row.replace("1.0", "abc", 1) + "\n")
+    with pytest.raises(ValueError, match=r"word\.csv:3: column 2: 'abc' is not a number"):
+        read_landmark_csv(word)
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         read_landmark_csv(tmp_path / "missing.csv")
+
+
+def test_pts_fixture_is_one_based_in_the_file():
+    path = DATA / "300w" / "lfpw" / "testset" / "image_0001.pts"
+    assert path.read_text().splitlines()[3] == "32.310 99.612"  # first point, as written (1-based)
+    points = read_pts(path, num_points=68)
+    assert points.dtype == np.float32 and points.shape == (68, 2)
+    np.testing.assert_allclose(points[0], [31.310, 98.612], atol=1e-4)
+
+
+def test_headerless_pts():
+    path = DATA / "300w" / "helen" / "testset" / "1004467229_1.pts"
+    assert "{" not in path.read_text()
+    raw = np.loadtxt(path, dtype=np.float32)
+    np.testing.assert_allclose(read_pts(path, num_points=68), raw - 1.0)
+
+
+def test_pts_header_and_body_errors(tmp_path):
+    bad_count = tmp_path / "count.pts"
+    bad_count.write_text("version: 1\nn_points: 3\n{\n1 2\n3 4\n}\n")
+    with pytest.raises(ValueError, match=r"count\.pts: header says n_points 3 but 2 points follow"):
+        read_pts(bad_count)
+    word = tmp_path / "word.pts"
+    word.write_text("1 2\n\n3 four\n")
+    with pytest.raises(ValueError, match=r"word\.pts:3: 'four' is not a number"):
+        read_pts(word)
+    three = tmp_path / "three.pts"
+    three.write_text("version: 1\n{\n1 2 3\n}\n")
+    with pytest.raises(ValueError, match=r"three\.pts:3: expected 'x y'"):
+        read_pts(three)
+    garbage = tmp_path / "garbage.pts"
+    garbage.write_text("hello\n")
+    with pytest.raises(ValueError, match=r"garbage\.pts: not a \.pts file"):
+        read_pts(garbage)
+    with pytest.raises(FileNotFoundError, match=r"missing\.pts"):
+        read_pts(tmp_path / "missing.pts")
+
+
+def test_pts_folder_skips_and_reports_bad_files(tmp_path):
+    for path in (DATA / "300w" / "afw").iterdir():
+        shutil.copy(path, tmp_path)
+    _write_pts(tmp_path / "111076519_2.pts", [(1, 2)] * 5)
+    with pytest.raises(ValueError, match=r"111076519_2\.pts: expected 68 points, found 5"):
+        read_pts_folder(tmp_path)
+    messages: list[str] = []
+    (record,) = read_pts_folder(tmp_path, on_error=messages.append)
+    assert record.image_path.name == "111076519_1.jpg" and record.identity == "111076519"
+    assert len(messages) == 1 and "111076519_2.pts: expected 68 points, found 5" in messages[0]
+    _write_pts(tmp_path / "111076519_1.pts", [(1, 2)] * 5)
+    with pytest.raises(ValueError, match=r"no faces read \(2 bad entries skipped\)"):
+        read_pts_folder(tmp_path, on_error=messages.append)
+
+
+def test_pts_folder_custom_identity():
+    records = read_pts_folder(DATA / "300w" / "lfpw" / "trainset", identity=lambda stem: f"lfpw/{stem}")
+    assert [r.identity for r in records] == ["lfpw/image_0001", "lfpw/image_0002"]
+
+
+def test_kaggle_csv_holes_are_nan():
+    records = read_landmark_csv(KAGGLE, num_points=15)
+    assert [r.image_path.name for r in records] == [
+        "afw_1051618982_1.jpg",
+        "helen_100466187_1.jpg",
+        "afw_1130084326_2.jpg",
+    ]
+    assert all(r.image_path.is_file() and r.landmarks.shape == (15, 2) for r in records)
+    full, empty_cells, nan_cells = records
+    assert full.visible.all()
+    # left_eyebrow_outer_end (7), right_eyebrow_outer_end (9), mouth_center_top_lip (13): empty cells
+    assert np.flatnonzero(~empty_cells.visible).tolist() == [7, 9, 13]
+    assert np.isnan(empty_cells.landmarks[[7, 9, 13]]).all()
+    # only the eye centres (0, 1), nose tip (10) and bottom lip (14); `nan` and `NaN` elsewhere
+    assert np.flatnonzero(nan_cells.visible).tolist() == [0, 1, 10, 14]
+    assert np.isfinite(nan_cells.landmarks[nan_cells.visible]).all()
+    # "left" is the subject's left: larger x in the image
+    assert all(r.landmarks[0, 0] > r.landmarks[1, 0] for r in records)
+    assert full.identity == "afw_1051618982"
+
+
+def test_csv_skips_and_reports_bad_rows(tmp_path):
+    lines = KAGGLE.read_text().splitlines()
+    broken = lines[2].split(",")
+    broken[5] = "x?"
+    (tmp_path / "k.csv").write_text("\n".join([lines[0], lines[1], ",".join(broken), lines[3]]) + "\n")
+    with pytest.raises(ValueError, match=r"k\.csv:3: column 6: 'x\?' is not a number"):
+        read_landmark_csv(tmp_path / "k.csv", DATA / "csv", num_points=15)
+    messages: list[str] = []
+    records = read_landmark_csv(tmp_path / "k.csv", DATA / "csv", num_points=15, on_error=messages.append)
+    assert len(records) == 2 and len(messages) == 1 and "k.csv:3: column 6" in messages[0]
+    with pytest.raises(ValueError, match=r"k\.csv:2: expected a file name and 136 coordinates"):
+        read_landmark_csv(tmp_path / "k.csv", DATA / "csv")

@@ -4,9 +4,16 @@ Conventions at this boundary: landmarks are ``(B, K, 2)``, x then y, in [0, 1] o
 Euler angles are ``(B, 3)`` yaw, pitch, roll in radians; class membership is ``(B, C)`` bool or {0, 1}
 float, columns in the order of `CLASS_NAMES` (a class the data set cannot tell is an all-zero column).
 
+Partially labelled faces: ``mask`` is ``(B, K)`` bool, True where a point is labelled. Targets at
+unlabelled points may hold any value, NaN included; they never reach the loss or its gradient (inputs
+are selected with ``torch.where`` before any arithmetic). The per-face sums over labelled points are
+rescaled by ``B * K / (labelled points in the batch)``, see `masked_point_sum`. ``pose_valid`` is
+``(B,)`` bool, False where the Euler angles could not be fitted, see `pfld_loss`.
+
 Every loss is an ``nn.Module`` with the same ``forward(pred, target, pred_angles=None,
-target_angles=None, classes=None) -> scalar`` so that a config can swap them; losses that do not use
-angles or classes ignore them. Each module is a thin wrapper over a pure function of the same name.
+target_angles=None, classes=None, mask=None, pose_valid=None) -> scalar`` so that a config can swap
+them; losses that do not use angles, classes or pose validity ignore them. Each module is a thin wrapper
+over a pure function of the same name.
 """
 
 from __future__ import annotations
@@ -29,6 +36,58 @@ def _check_landmarks(pred: Tensor, target: Tensor) -> None:
         raise ValueError(f"pred must be (B, K, 2), got {tuple(pred.shape)}")
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+
+
+def _check_mask(mask: Tensor | None, shape: tuple[int, ...], name: str = "mask") -> None:
+    if mask is None:
+        return
+    if mask.dtype != torch.bool or tuple(mask.shape) != shape:
+        raise ValueError(
+            f"{name} must be a bool tensor of shape {shape}, got {mask.dtype} {tuple(mask.shape)}"
+        )
+
+
+def _masked_difference(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
+    """``pred - target``, (B, K, 2), set to exactly 0 at unlabelled points (where ``mask`` is False).
+
+    ``torch.where`` passes no gradient to the branch it does not select, so a NaN or garbage target at
+    an unlabelled point yields a finite zero difference and a zero gradient, unlike multiplying by 0.
+    """
+    _check_landmarks(pred, target)
+    _check_mask(mask, tuple(pred.shape[:2]))
+    difference = pred - target
+    if mask is None:
+        return difference
+    return torch.where(mask.to(pred.device).unsqueeze(-1), difference, torch.zeros_like(difference))
+
+
+def masked_point_sum(errors: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Per-face sum of per-point errors over the labelled points, rescaled for the labels missing.
+
+    Args:
+        errors: (B, K) or (B, K, D) non-negative errors of each point (and coordinate).
+        mask: (B, K) bool, True where the point is labelled; None means every point is.
+
+    Returns:
+        (B,) ``s * sum over labelled k (and d) of errors[b, k]`` with ``s = B * K / n`` and ``n`` the
+        number of labelled points in the whole batch. So every labelled point in the batch weighs the
+        same, a face with few labels is not inflated to look like a full one, and with every point
+        labelled ``s == 1`` exactly and the result is the plain sum, bit for bit. A batch with no
+        labelled point gives zeros that are still connected to ``errors`` (a loss of 0, not NaN).
+        Unlabelled entries are dropped with ``torch.where``: exactly zero gradient, whatever their value.
+    """
+    if errors.ndim < 2:
+        raise ValueError(f"errors must be (B, K) or (B, K, D), got {tuple(errors.shape)}")
+    b, k = errors.shape[:2]
+    _check_mask(mask, (b, k))
+    dims = tuple(range(1, errors.ndim))
+    if mask is None:
+        return errors.sum(dim=dims)
+    mask = mask.to(errors.device)
+    keep = mask.reshape(b, k, *([1] * (errors.ndim - 2)))
+    kept = torch.where(keep, errors, torch.zeros_like(errors)).sum(dim=dims)  # (B,)
+    labelled = mask.sum().to(errors.dtype).clamp(min=1.0)
+    return kept * (torch.tensor(b * k, dtype=errors.dtype, device=errors.device) / labelled)
 
 
 def _class_name(c: int, num_classes: int) -> str:
@@ -115,22 +174,31 @@ def pfld_loss(
     pred_angles: Tensor,
     target_angles: Tensor,
     class_weights_per_sample: Tensor,
+    mask: Tensor | None = None,
+    pose_valid: Tensor | None = None,
 ) -> Tensor:
-    """The PFLD loss: mean over the batch of ``weight * sum_k (1 - cos(theta_k)) * ||pred - target||^2``.
+    """The PFLD loss: mean over the batch of ``weight * sum_a (1 - cos(theta_a)) * ||pred - target||^2``.
 
-    ``theta_k`` is the difference between predicted and target yaw, pitch and roll. The angle factor
+    ``theta_a`` is the difference between predicted and target yaw, pitch and roll. The angle factor
     goes to zero as the auxiliary predictions become exact, which also switches the landmark term off:
     this is the paper's formulation, reproduced faithfully (compare `L2Loss` for a plain baseline).
+
+    A face whose ``pose_valid`` is False has no angle target (its ``target_angles`` are ignored, NaN
+    included). It is neither dropped (weight 0) nor given a factor from a meaningless target: its angle
+    factor is the mean of the angle factors of the valid faces in the batch, detached (1.0 if no face in
+    the batch is valid). Its landmarks train as usual; its ``pred_angles`` get no gradient.
 
     Args:
         pred, target: (B, K, 2) landmarks in [0, 1] of the crop.
         pred_angles, target_angles: (B, 3) yaw, pitch, roll in radians (not degrees).
         class_weights_per_sample: (B,) weights, see `class_weights`.
+        mask: (B, K) bool, True where a point is labelled; None means all are. See `masked_point_sum`.
+        pose_valid: (B,) bool, True where ``target_angles`` is meaningful; None means all are.
 
     Returns:
         Scalar; differentiable in ``pred`` and ``pred_angles``.
     """
-    _check_landmarks(pred, target)
+    difference = _masked_difference(pred, target, mask)  # (B, K, 2), checks shapes
     b = pred.shape[0]
     if pred_angles.shape != (b, 3) or target_angles.shape != (b, 3):
         raise ValueError(
@@ -138,26 +206,50 @@ def pfld_loss(
         )
     if class_weights_per_sample.shape != (b,):
         raise ValueError(f"class weights must be ({b},), got {tuple(class_weights_per_sample.shape)}")
-    angle_factor = (1.0 - torch.cos(pred_angles - target_angles)).sum(dim=1)  # (B,)
-    squared_error = (pred - target).pow(2).sum(dim=(1, 2))  # (B,)
+    _check_mask(pose_valid, (b,), "pose_valid")
+    angle_factor = _angle_factor(pred_angles, target_angles, pose_valid)  # (B,)
+    squared_error = masked_point_sum(difference.pow(2), mask)  # (B,)
     weights = class_weights_per_sample.to(device=pred.device, dtype=pred.dtype)
     return (weights * angle_factor * squared_error).mean()
 
 
-def l2_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean over the batch of the squared error summed over points and coordinates; (B, K, 2) -> scalar."""
-    _check_landmarks(pred, target)
-    return (pred - target).pow(2).sum(dim=(1, 2)).mean()
+def _angle_factor(pred_angles: Tensor, target_angles: Tensor, pose_valid: Tensor | None) -> Tensor:
+    """(B, 3) radians -> (B,) ``sum_a (1 - cos(theta_a))``; faces with invalid pose get the valid mean."""
+    if pose_valid is None:
+        return (1.0 - torch.cos(pred_angles - target_angles)).sum(dim=1)
+    valid = pose_valid.to(pred_angles.device)
+    difference = pred_angles - target_angles
+    difference = torch.where(valid.unsqueeze(-1), difference, torch.zeros_like(difference))
+    factor = (1.0 - torch.cos(difference)).sum(dim=1)  # (B,), 0 at invalid faces
+    count = valid.sum()
+    mean_valid = factor.detach().sum() / count.clamp(min=1).to(factor.dtype)
+    fill = torch.where(count > 0, mean_valid, torch.ones_like(mean_valid))
+    return torch.where(valid, factor, fill)
 
 
-def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean over the batch of the absolute error summed over points and coordinates; (B, K, 2) -> scalar."""
-    _check_landmarks(pred, target)
-    return (pred - target).abs().sum(dim=(1, 2)).mean()
+def l2_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean over the batch of the squared error summed over points and coordinates; (B, K, 2) -> scalar.
+
+    ``mask``: (B, K) bool, True where a point is labelled (None: all are), see `masked_point_sum`.
+    """
+    return masked_point_sum(_masked_difference(pred, target, mask).pow(2), mask).mean()
+
+
+def l1_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean over the batch of the absolute error summed over points and coordinates; (B, K, 2) -> scalar.
+
+    ``mask``: (B, K) bool, True where a point is labelled (None: all are), see `masked_point_sum`.
+    """
+    return masked_point_sum(_masked_difference(pred, target, mask).abs(), mask).mean()
 
 
 def wing_loss(
-    pred: Tensor, target: Tensor, width: float = 10.0, curvature: float = 2.0, coordinate_scale: float = 112.0
+    pred: Tensor,
+    target: Tensor,
+    width: float = 10.0,
+    curvature: float = 2.0,
+    coordinate_scale: float = 112.0,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Wing loss (Feng et al. 2018) on per-coordinate errors in pixels of a ``coordinate_scale`` crop.
 
@@ -168,15 +260,15 @@ def wing_loss(
         pred, target: (B, K, 2) landmarks in [0, 1] of the crop.
         width, curvature: the paper's w and epsilon, in pixels.
         coordinate_scale: crop size in pixels that [0, 1] coordinates are multiplied by.
+        mask: (B, K) bool, True where a point is labelled; None means all are. See `masked_point_sum`.
 
     Returns:
         Scalar: summed over points and coordinates, mean over the batch.
     """
-    _check_landmarks(pred, target)
-    x = (pred - target).abs() * coordinate_scale
+    x = _masked_difference(pred, target, mask).abs() * coordinate_scale
     c = width - width * math.log1p(width / curvature)
     wing = torch.where(x < width, width * torch.log1p(x / curvature), x - c)
-    return wing.sum(dim=(1, 2)).mean()
+    return masked_point_sum(wing, mask).mean()
 
 
 class PFLDLoss(nn.Module):
@@ -228,8 +320,11 @@ class PFLDLoss(nn.Module):
         pred_angles: Tensor | None = None,
         target_angles: Tensor | None = None,
         classes: Tensor | None = None,
+        mask: Tensor | None = None,
+        pose_valid: Tensor | None = None,
     ) -> Tensor:
-        """(B, K, 2) landmarks, (B, 3) angles in radians, (B, C) memberships -> scalar loss."""
+        """(B, K, 2) landmarks, (B, 3) angles in radians, (B, C) memberships, (B, K) bool labelled
+        points, (B,) bool valid poses -> scalar loss; see `pfld_loss`."""
         if pred_angles is None or target_angles is None or classes is None:
             raise ValueError("PFLDLoss needs pred_angles, target_angles and classes")
         if classes.ndim != 2 or classes.shape[0] != pred.shape[0]:
@@ -243,14 +338,14 @@ class PFLDLoss(nn.Module):
                 )
             fractions = self.class_fractions
         weights = class_weights(classes, fractions)
-        return pfld_loss(pred, target, pred_angles, target_angles, weights)
+        return pfld_loss(pred, target, pred_angles, target_angles, weights, mask, pose_valid)
 
     def extra_repr(self) -> str:
         return f"class_weighting={self.class_weighting!r}"
 
 
 class _PointLoss(nn.Module):
-    """A loss of the landmarks alone, with the common signature; angles and classes are ignored."""
+    """A loss of the landmarks alone, with the common signature; angles, classes and pose are ignored."""
 
     def forward(
         self,
@@ -259,25 +354,28 @@ class _PointLoss(nn.Module):
         pred_angles: Tensor | None = None,
         target_angles: Tensor | None = None,
         classes: Tensor | None = None,
+        mask: Tensor | None = None,
+        pose_valid: Tensor | None = None,
     ) -> Tensor:
-        return self.point_loss(pred, target)
+        """(B, K, 2) landmarks and (B, K) bool labelled points (None: all) -> scalar loss."""
+        return self.point_loss(pred, target, mask)
 
-    def point_loss(self, pred: Tensor, target: Tensor) -> Tensor:
+    def point_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
 
 class L2Loss(_PointLoss):
     """Plain L2 loss, see `l2_loss`."""
 
-    def point_loss(self, pred: Tensor, target: Tensor) -> Tensor:
-        return l2_loss(pred, target)
+    def point_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        return l2_loss(pred, target, mask)
 
 
 class L1Loss(_PointLoss):
     """Plain L1 loss, see `l1_loss`."""
 
-    def point_loss(self, pred: Tensor, target: Tensor) -> Tensor:
-        return l1_loss(pred, target)
+    def point_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        return l1_loss(pred, target, mask)
 
 
 class WingLoss(_PointLoss):
@@ -301,8 +399,8 @@ class WingLoss(_PointLoss):
         self.curvature = float(curvature)
         self.coordinate_scale = float(coordinate_scale)
 
-    def point_loss(self, pred: Tensor, target: Tensor) -> Tensor:
-        return wing_loss(pred, target, self.width, self.curvature, self.coordinate_scale)
+    def point_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        return wing_loss(pred, target, self.width, self.curvature, self.coordinate_scale, mask)
 
     def extra_repr(self) -> str:
         return f"width={self.width}, curvature={self.curvature}, coordinate_scale={self.coordinate_scale}"

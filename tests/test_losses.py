@@ -15,6 +15,11 @@ from pfld.losses import (
     WingLoss,
     class_fractions_from_memberships,
     class_weights,
+    l1_loss,
+    l2_loss,
+    masked_point_sum,
+    pfld_loss,
+    wing_loss,
 )
 
 B, K, C = 8, 5, len(CLASS_NAMES)
@@ -220,3 +225,185 @@ def test_wing_loss_by_hand() -> None:
 def test_wing_loss_validates(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         WingLoss(**kwargs)
+
+
+# --- Partially labelled faces: point masks and invalid poses ---------------------------------------------
+
+
+def _holes(seed: int = 20, b: int = B) -> tuple[torch.Tensor, torch.Tensor]:
+    """(b, K) bool point mask with holes (face 0 fully labelled, face 1 with one label) and (b,) pose_valid."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(b, K, generator=g) < 0.6
+    mask[0] = True
+    mask[1] = False
+    mask[1, 2] = True
+    pose_valid = torch.rand(b, generator=g) < 0.6
+    pose_valid[0] = True
+    pose_valid[1] = False
+    return mask, pose_valid
+
+
+def _brute_force_masked(pred, target, pred_angles, target_angles, classes, mask, pose_valid) -> float:
+    """PFLD loss with holes, written out: labelled points weigh B * K / n; invalid poses get the valid mean."""
+    b, k = mask.shape
+    counts = [int(classes[:, j].sum()) for j in range(classes.shape[1])]
+    w = [b / n if n > 0 else 0.0 for n in counts]
+    scale = b * k / int(mask.sum())
+    angle = [
+        sum(1.0 - math.cos(float(pred_angles[n, a] - target_angles[n, a])) for a in range(3))
+        for n in range(b)
+    ]
+    valid = [n for n in range(b) if pose_valid[n]]
+    fill = sum(angle[n] for n in valid) / len(valid) if valid else 1.0
+    total = 0.0
+    for n in range(b):
+        weight = sum(w[j] * int(classes[n, j]) for j in range(len(w)))
+        sq = sum(
+            float(pred[n, p, d] - target[n, p, d]) ** 2 for p in range(k) if mask[n, p] for d in range(2)
+        )
+        total += weight * (angle[n] if pose_valid[n] else fill) * scale * sq
+    return total / b
+
+
+def _hand_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """B = 2, K = 4; face 0 misses point 3 (target NaN there). Squared errors: face 0 -> 1 + 4 = 5,
+    face 1 -> 2 + 1 = 3; absolute errors: 3 and 3; 7 labelled points, so the scale is 8 / 7."""
+    target = torch.zeros(2, 4, 2, dtype=torch.float64)
+    target[0, 3] = float("nan")
+    pred = torch.tensor(
+        [[[1.0, 0.0], [0.0, 2.0], [0.0, 0.0], [9.0, 9.0]], [[1.0, 1.0], [0.0, 0.0], [0.0, 0.0], [0.0, 1.0]]],
+        dtype=torch.float64,
+    )
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[0, 3] = False
+    return pred, target, mask
+
+
+def test_masked_point_sum_by_hand() -> None:
+    errors = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    assert masked_point_sum(errors, mask).tolist() == pytest.approx([6.0 * 8 / 7, 26.0 * 8 / 7])
+    assert torch.equal(masked_point_sum(errors, torch.ones_like(mask)), masked_point_sum(errors))
+    assert torch.equal(masked_point_sum(errors), errors.sum(dim=1))
+    # (B, K, D) errors: the mask covers every coordinate of a point.
+    per_coordinate = torch.stack([errors, 2 * errors], dim=-1)
+    assert torch.allclose(masked_point_sum(per_coordinate, mask), 3 * masked_point_sum(errors, mask))
+
+
+def test_l2_l1_wing_with_a_hole_by_hand() -> None:
+    pred, target, mask = _hand_batch()
+    assert l2_loss(pred, target, mask).item() == pytest.approx((5 + 3) * 8 / 7 / 2, rel=1e-12)
+    assert L2Loss()(pred, target, mask=mask).item() == pytest.approx(32 / 7, rel=1e-12)
+    assert l1_loss(pred, target, mask).item() == pytest.approx((3 + 3) * 8 / 7 / 2, rel=1e-12)
+    assert L1Loss()(pred, target, mask=mask).item() == pytest.approx(24 / 7, rel=1e-12)
+    # Wing in pixels of a 1-pixel "crop": errors 1, 2 (face 0) and 1, 1, 1 (face 1) are all < width.
+    w, eps = 10.0, 2.0
+    expected = (4 * w * math.log(1 + 1 / eps) + w * math.log(1 + 2 / eps)) * 8 / 7 / 2
+    assert wing_loss(pred, target, w, eps, 1.0, mask).item() == pytest.approx(expected, rel=1e-12)
+    assert WingLoss(w, eps, 1.0)(pred, target, mask=mask).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_each_labelled_point_weighs_the_same() -> None:
+    # A face with a single label is not inflated: its point gets the gradient of any other point.
+    pred, target, mask = _hand_batch()
+    mask[1] = False
+    mask[1, 0] = True
+    pred.requires_grad_(True)
+    l2_loss(pred, target, mask).backward()
+    assert pred.grad is not None
+    assert pred.grad[1, 0, 0].item() == pytest.approx(pred.grad[0, 0, 0].item(), rel=1e-12)  # same residual 1
+    assert pred.grad[1, 0, 0].item() == pytest.approx(2 * 1.0 * (2 * 4 / 4) / 2, rel=1e-12)  # 4 labelled of 8
+
+
+def test_pfld_loss_with_hole_and_invalid_pose_by_hand() -> None:
+    pred, target, mask = _hand_batch()
+    classes = torch.zeros(2, C, dtype=torch.bool)
+    classes[:, 1] = True  # both frontal: batch weights 1
+    pred_angles = torch.tensor([[math.pi / 3, 0.0, 0.0], [2.0, -1.0, 0.5]], dtype=torch.float64)
+    target_angles = torch.tensor([[0.0, 0.0, 0.0], [float("nan")] * 3], dtype=torch.float64)
+    pose_valid = torch.tensor([True, False])
+    pred.requires_grad_(True)
+    pred_angles.requires_grad_(True)
+    loss = PFLDLoss()(pred, target, pred_angles, target_angles, classes, mask, pose_valid)
+    # Face 0 has angle factor 1 - cos(pi / 3) = 1/2; face 1 borrows it: (1/2 * 5 + 1/2 * 3) * 8/7 / 2.
+    assert loss.item() == pytest.approx(16 / 7, rel=1e-12)
+    loss.backward()
+    assert pred_angles.grad is not None
+    assert torch.equal(pred_angles.grad[1], torch.zeros(3, dtype=torch.float64))
+    # The borrowed factor is detached: face 0's angle gets the gradient of its own term only.
+    own = 0.5 * math.sin(math.pi / 3) * 5 * 8 / 7
+    assert pred_angles.grad[0].tolist() == pytest.approx([own, 0.0, 0.0], rel=1e-12)
+    # With no valid pose in the batch, every face gets factor 1.0: not zero, not NaN.
+    none_valid = torch.zeros(2, dtype=torch.bool)
+    got = pfld_loss(pred, target, pred_angles, target_angles, torch.ones(2), mask, none_valid)
+    assert got.item() == pytest.approx((5 + 3) * 8 / 7 / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pfld_masked_matches_brute_force(seed: int) -> None:
+    pred, target, pa, ta, classes = _inputs(seed)
+    mask, pose_valid = _holes(seed + 20)
+    got = PFLDLoss()(pred, target, pa, ta, classes, mask=mask, pose_valid=pose_valid).item()
+    expected = _brute_force_masked(pred, target, pa, ta, classes, mask, pose_valid)
+    assert got == pytest.approx(expected, rel=1e-6)  # class weights are float32
+    assert got > 0.0
+
+
+def _all_losses() -> list[torch.nn.Module]:
+    return [PFLDLoss(), PFLDLoss("dataset", [0.5] * C), L2Loss(), L1Loss(), WingLoss()]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_full_mask_equals_no_mask_exactly(dtype: torch.dtype) -> None:
+    pred, target, pa, ta, classes = (t.to(dtype) if t.is_floating_point() else t for t in _inputs(21))
+    full = torch.ones(B, K, dtype=torch.bool)
+    valid = torch.ones(B, dtype=torch.bool)
+    for loss in _all_losses():
+        plain = loss(pred, target, pa, ta, classes)
+        assert torch.equal(loss(pred, target, pa, ta, classes, mask=full), plain), loss
+        assert torch.equal(loss(pred, target, pa, ta, classes, mask=full, pose_valid=valid), plain), loss
+
+
+def test_masked_points_get_zero_gradient_with_nan_targets() -> None:
+    pred, target, pa, ta, classes = _inputs(22)
+    mask, pose_valid = _holes(22)
+    target[~mask] = float("nan")
+    ta[~pose_valid] = float("nan")
+    for loss in _all_losses():
+        p = pred.clone().requires_grad_(True)
+        a = pa.clone().requires_grad_(True)
+        value = loss(p, target, a, ta, classes, mask=mask, pose_valid=pose_valid)
+        assert torch.isfinite(value) and value.item() > 0.0, loss
+        value.backward()
+        assert p.grad is not None and torch.isfinite(p.grad).all(), loss
+        assert torch.equal(p.grad[~mask], torch.zeros_like(p.grad[~mask])), loss
+        assert (p.grad[mask].abs().sum(dim=-1) > 0).all(), loss
+        if isinstance(loss, PFLDLoss):
+            assert a.grad is not None and torch.isfinite(a.grad).all()
+            assert torch.equal(a.grad[~pose_valid], torch.zeros_like(a.grad[~pose_valid]))
+
+
+def test_batch_without_labels_gives_connected_zero() -> None:
+    pred, target, pa, ta, classes = _inputs(23)
+    none = torch.zeros(B, K, dtype=torch.bool)
+    target[:] = float("nan")
+    for loss in _all_losses():
+        p = pred.clone().requires_grad_(True)
+        value = loss(p, target, pa, ta, classes, mask=none)
+        assert value.item() == 0.0 and value.grad_fn is not None, loss
+        value.backward()
+        assert p.grad is not None and torch.equal(p.grad, torch.zeros_like(p.grad)), loss
+
+
+def test_bad_mask_or_pose_valid_raises() -> None:
+    pred, target, pa, ta, classes = _inputs(24)
+    mask, pose_valid = _holes(24)
+    for loss in _all_losses():
+        with pytest.raises(ValueError, match="mask"):
+            loss(pred, target, pa, ta, classes, mask=mask.float())
+        with pytest.raises(ValueError, match="mask"):
+            loss(pred, target, pa, ta, classes, mask=mask[:, :-1])
+    with pytest.raises(ValueError, match="pose_valid"):
+        PFLDLoss()(pred, target, pa, ta, classes, mask=mask, pose_valid=pose_valid[:-1])
+    with pytest.raises(ValueError, match="pose_valid"):
+        PFLDLoss()(pred, target, pa, ta, classes, pose_valid=pose_valid.long())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pfld.metrics import NMEMetric, auc, ced_curve, failure_rate, nme, plot_ced
+from pfld.metrics import NMEMetric, auc, ced_curve, failure_rate, nme, plot_ced, scored_nmes
 
 
 def _faces(n: int, k: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +82,8 @@ def test_metric_accumulates_like_nme_on_concatenation() -> None:
     metric.update(p2, t2)
     got = metric.compute()
     all_nmes = nme(torch.cat([p1, p2]), torch.cat([t1, t2]), (0, 3))
-    assert set(got) == {"nme", "failure_rate", "auc"}
+    assert set(got) == {"nme", "failure_rate", "auc", "unscored"}
+    assert got["unscored"].item() == 0
     assert got["nme"].item() == pytest.approx(all_nmes.mean().item(), rel=1e-6)
     assert got["failure_rate"].item() == pytest.approx(failure_rate(all_nmes, 0.05))
     assert got["auc"].item() == pytest.approx(auc(all_nmes, 0.05), rel=1e-6)
@@ -99,3 +100,115 @@ def test_plot_ced_writes_png(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels[0].startswith("a: NME") and "AUC" in labels[1]
+
+
+# --- Partially labelled faces ----------------------------------------------------------------------------
+
+
+def _holey_face() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """K = 4; eyes are points 0 and 1, 2 apart; point 3 unlabelled (target NaN, huge prediction)."""
+    target = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [1.0, 1.0], [float("nan"), 0.0]]])
+    pred = torch.tensor([[[0.0, 0.0], [3.0, 0.0], [4.0, 5.0], [100.0, 100.0]]])
+    mask = torch.tensor([[True, True, True, False]])
+    return pred, target, mask
+
+
+def test_nme_with_a_hole_by_hand() -> None:
+    # Errors 0, 1, 5 at the labelled points -> mean 2; distance 2 -> NME 1. Point 3 is not read.
+    pred, target, mask = _holey_face()
+    assert nme(pred, target, (0, 1), mask).tolist() == pytest.approx([1.0])
+    assert nme(pred, target, (0, 2), mask).item() == pytest.approx(2.0 / math.sqrt(2.0))
+
+
+def test_nme_full_mask_equals_no_mask() -> None:
+    pred, target = _faces(5)
+    full = torch.ones(5, 6, dtype=torch.bool)
+    assert torch.equal(nme(pred, target, (0, 3), full), nme(pred, target, (0, 3)))
+
+
+def test_nme_is_nan_when_an_eye_point_is_missing() -> None:
+    pred, target, mask = _holey_face()
+    pred, target, mask = pred.repeat(3, 1, 1), target.repeat(3, 1, 1), mask.repeat(3, 1)
+    mask[1, 0] = False  # left eye missing
+    target[1, 0] = float("nan")
+    mask[2, 1] = False  # right eye missing
+    got = nme(pred, target, (0, 1), mask)
+    assert got[0].item() == pytest.approx(1.0)
+    assert torch.isnan(got[1:]).all()
+    assert scored_nmes(got).tolist() == pytest.approx([1.0])
+
+
+def test_nme_zero_distance_only_checked_for_scored_faces() -> None:
+    pred, target = _faces(3)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    target[1, 1] = target[1, 0]
+    mask[1, 1] = False  # unscored: its (garbage) eye distance does not matter
+    assert torch.isnan(nme(pred, target, (0, 1), mask)).tolist() == [False, True, False]
+    mask[1, 1] = True
+    with pytest.raises(ValueError, match=r"samples \[1\]"):
+        nme(pred, target, (0, 1), mask)
+    with pytest.raises(ValueError, match="mask"):
+        nme(pred, target, (0, 1), mask.float())
+    with pytest.raises(ValueError, match="mask"):
+        nme(pred, target, (0, 1), mask[:, :-1])
+
+
+def test_pure_curve_functions_reject_unscored_faces() -> None:
+    nmes = torch.tensor([0.02, float("nan"), 0.2])
+    for fn in (failure_rate, auc, ced_curve):
+        with pytest.raises(ValueError, match="scored_nmes"):
+            fn(nmes)
+    assert failure_rate(scored_nmes(nmes)) == pytest.approx(0.5)
+
+
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
+def test_metric_excludes_and_counts_unscored_faces() -> None:
+    p1, t1 = _faces(4, seed=4)
+    p2, t2 = _faces(3, seed=5)
+    m1 = torch.ones(4, 6, dtype=torch.bool)
+    m2 = torch.ones(3, 6, dtype=torch.bool)
+    m1[1, 3] = m2[2, 0] = False  # eye points (0, 3) missing: unscored
+    m1[2, 5] = False  # another point missing: scored on the rest
+    t1[1, 3] = t2[2, 0] = t1[2, 5] = float("nan")
+    metric = NMEMetric(normalization=(0, 3), failure_threshold=0.05)
+    metric.update(p1, t1, m1)
+    metric.update(p2, t2, m2)
+    per_face = metric.per_face()
+    assert per_face.shape == (7,)
+    assert torch.isnan(per_face).nonzero().flatten().tolist() == [1, 6]  # aligned with the inputs
+    expected = scored_nmes(nme(torch.cat([p1, p2]), torch.cat([t1, t2]), (0, 3), torch.cat([m1, m2])))
+    assert expected.numel() == 5
+    got = metric.compute()
+    assert got["unscored"].item() == 2 and got["unscored"].dtype == torch.int64
+    assert got["nme"].item() == pytest.approx(expected.mean().item(), rel=1e-6)
+    assert got["failure_rate"].item() == pytest.approx(failure_rate(expected, 0.05))
+    assert got["auc"].item() == pytest.approx(auc(expected, 0.05), rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
+def test_metric_with_no_scored_face_gives_nan() -> None:
+    pred, target = _faces(3)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[:, 0] = False
+    metric = NMEMetric(normalization=(0, 3))
+    metric.update(pred, target, mask)
+    got = metric.compute()
+    assert got["unscored"].item() == 3
+    assert all(torch.isnan(got[key]) for key in ("nme", "failure_rate", "auc"))
+
+
+def test_metric_syncs_unscored_faces_across_processes() -> None:
+    # Two "processes" holding the same faces: the state is gathered before compute, NaNs included.
+    pred, target = _faces(4, seed=6)
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[0, 0] = False
+    metric = NMEMetric(
+        normalization=(0, 3),
+        dist_sync_fn=lambda tensor, group=None: [tensor, tensor],
+        distributed_available_fn=lambda: True,
+    )
+    metric.update(pred, target, mask)
+    got = metric.compute()
+    scored = scored_nmes(nme(pred, target, (0, 3), mask))
+    assert got["unscored"].item() == 2
+    assert got["nme"].item() == pytest.approx(scored.mean().item(), rel=1e-6)

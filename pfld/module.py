@@ -91,7 +91,15 @@ class PFLDModule(L.LightningModule):
             landmarks, angles = self.model.forward_with_pose(images)  # (B, K, 2), (B, 3) radians
         else:
             landmarks, angles = self.model(images), None
-        loss = self.loss(landmarks, batch["landmarks"], angles, batch["angles"], batch["classes"])
+        loss = self.loss(
+            landmarks,
+            batch["landmarks"],
+            angles,
+            batch["angles"],
+            batch["classes"],
+            mask=batch["visible"],
+            pose_valid=batch["pose_valid"],
+        )
         self.log(
             f"{stage}/loss",
             loss,
@@ -105,13 +113,14 @@ class PFLDModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, landmarks = self._shared_step(batch, "train")
         with torch.no_grad():
-            batch_nme = nme(landmarks.detach(), batch["landmarks"], self.normalization).mean()
+            errors = nme(landmarks.detach(), batch["landmarks"], self.normalization, batch["visible"])
+            batch_nme = errors.nanmean()
         self.log("train/nme", batch_nme, on_step=False, on_epoch=True, batch_size=len(landmarks))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         _, landmarks = self._shared_step(batch, "val")
-        self.val_metric.update(landmarks, batch["landmarks"])
+        self.val_metric.update(landmarks, batch["landmarks"], batch["visible"])
 
     def on_validation_epoch_end(self) -> None:
         results = self.val_metric.compute()

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pfld.data.datamodule import LandmarkDataModule
-from pfld.evaluation import write_report
+from pfld.data.schemes import LandmarkScheme
+from pfld.evaluation import group_table, write_report
 from pfld.metrics import nme
 from pfld.module import PFLDModule
 
@@ -26,9 +28,27 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
 
 def mean_shape_nme(datamodule: LandmarkDataModule) -> float:
     """Validation NME of the trivial baseline: the training set's mean landmarks for every face."""
-    target = torch.from_numpy(datamodule.val_faces.unit_landmarks())  # (N, K, 2)
+    faces = datamodule._require(datamodule.val_faces)
+    target = torch.from_numpy(np.nan_to_num(faces.unit_landmarks(), nan=0.5))  # (N, K, 2)
     mean = torch.from_numpy(datamodule.mean_shape()).expand_as(target)
-    return float(nme(mean, target, datamodule.scheme.normalization).mean())
+    visible = torch.from_numpy(faces.visible)
+    return float(nme(mean, target, datamodule.scheme.normalization, visible).nanmean())
+
+
+def switch_off_pose_if_unavailable(cfg: DictConfig, scheme: LandmarkScheme) -> None:
+    """A scheme without pose reference points has no Euler-angle targets: drop the auxiliary branch
+    (with a message), and refuse the PFLD loss, which needs them."""
+    if scheme.has_pose:
+        return
+    if "PFLDLoss" in str(cfg.loss.get("_target_", "")):
+        raise ValueError(
+            f"scheme {scheme.name!r} declares no pose reference points, so there are no Euler angles "
+            "for the PFLD loss: choose another loss (e.g. loss=l1) or add pose_reference to the scheme"
+        )
+    if cfg.model.get("auxiliary", True):
+        print(f"scheme {scheme.name!r} declares no pose reference points: the pose branch is switched off")
+        with open_dict(cfg):
+            cfg.model.auxiliary = False
 
 
 def data_description(datamodule: LandmarkDataModule) -> dict[str, Any]:
@@ -50,6 +70,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule: LandmarkDataModule = instantiate(cfg.data)
     datamodule.setup("fit")
+    switch_off_pose_if_unavailable(cfg, datamodule.scheme)
     module = PFLDModule(
         model=cfg.model,
         loss=cfg.loss,
@@ -84,8 +105,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         report = write_report(
             module, datamodule.val_dataloader(), datamodule.scheme.normalization, cfg.paths.output_dir
         )
+        metrics |= {f"val/nme_{group}": row["nme"] for group, row in report["by_group"].items()}
         print(
-            f"wrote val_ced.png and val_predictions.png ({int(report['faces'])} faces) to {cfg.paths.output_dir}"
+            f"wrote val_ced.png, val_predictions.png and val_groups.md ({int(report['faces'])} faces) "
+            f"to {cfg.paths.output_dir}\n{group_table(report['by_group'])}"
         )
     metrics["val/nme_mean_shape"] = mean_shape_nme(datamodule)
     if "val/nme" in metrics:

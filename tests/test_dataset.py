@@ -63,8 +63,8 @@ def test_face_classes():
 def test_identity_split_when_no_validation_source(embedded_dir):
     datamodule = _module(embedded_dir, val=[], val_fraction=0.25)
     datamodule.setup("fit")
-    train_ids = {r.identity for r in datamodule.train_faces.records}
-    val_ids = {r.identity for r in datamodule.val_faces.records}
+    train_ids = set(datamodule.train_faces.identities.tolist())
+    val_ids = set(datamodule.val_faces.identities.tolist())
     assert val_ids and not train_ids & val_ids
 
 

@@ -29,12 +29,19 @@ def test_report_of_the_mean_shape_matches_the_baseline(tmp_path, embedded_dir):
     )
     datamodule.setup("fit")
     model = MeanShape(torch.from_numpy(datamodule.mean_shape()))
-    predictions, targets = predict(model, datamodule.val_dataloader())
-    assert predictions.shape == targets.shape == (40, 68, 2)
+    out = predict(model, datamodule.val_dataloader())
+    assert out["predictions"].shape == out["landmarks"].shape == (40, 68, 2)
+    assert out["visible"].shape == (40, 68) and out["classes"].shape == (40, 6)
     report = write_report(model, datamodule.val_dataloader(), (36, 45), tmp_path)
     assert abs(report["nme"] - mean_shape_nme(datamodule)) < 1e-6
     assert (tmp_path / "val_ced.png").stat().st_size > 1000
     assert (tmp_path / "val_predictions.png").stat().st_size > 1000
+    # every face is profile or frontal, so those two groups' face-weighted NMEs average to the total
+    groups = report["by_group"]
+    assert groups["frontal"]["faces"] + groups.get("profile", {"faces": 0})["faces"] == 40
+    weighted = sum(groups[g]["nme"] * groups[g]["faces"] for g in ("frontal", "profile") if g in groups)
+    assert abs(weighted / 40 - report["nme"]) < 1e-6
+    assert "| frontal |" in (tmp_path / "val_groups.md").read_text()
 
 
 def test_denormalize_gives_back_the_crop(embedded_dir):

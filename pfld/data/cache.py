@@ -1,49 +1,163 @@
-"""Face crops prepared once, in memory: each photo is read and cut once, not every epoch.
+"""Prepared faces: each photo is read and cut once, then kept as arrays (in memory or memory-mapped).
 
 Each face is stored as the policy crop (see `pfld.data.crop`) enlarged by ``margin`` and resized so
-that the policy crop is exactly ``input_size`` pixels, leaving a border for augmentation.
+that the policy crop is exactly ``crop_size`` pixels, leaving a border for augmentation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from pfld.data.attributes import fit_angles
 from pfld.data.crop import crop_face, to_unit
 from pfld.data.records import FaceRecord
+from pfld.data.schemes import LandmarkScheme
+
+BOX_SOURCES: tuple[str, ...] = ("landmarks", "dataset")
 
 
 @dataclass(frozen=True)
 class FaceCache:
-    """N prepared faces.
+    """N prepared faces, as parallel arrays.
 
-    images: (N, S, S, 3) uint8 RGB loose crops, S = input_size + 2 * border.
-    landmarks: (N, K, 2) float32 pixels of the loose crops.
+    images: (N, S, S, 3) uint8 RGB loose crops, S = crop_size + 2 * border (may be a read-only memmap).
+    landmarks: (N, K, 2) float32 pixels of the loose crops; NaN = not labelled.
+    angles: (N, 3) float32 yaw, pitch, roll in degrees of the unaugmented face; NaN = unknown.
+    identities, sources: (N,) str: who the face is (for identity-disjoint splits), where it was annotated.
+    flags: (N, F) bool data-set attributes named by ``flag_names`` (e.g. WFLW's six).
+    crop_size: side of the policy crop in stored pixels; border: stored pixels around it on each side.
+    crop_scale, box_source: how the policy crop was derived (see `pfld.data.crop`).
     """
 
     images: np.ndarray
     landmarks: np.ndarray
-    records: tuple[FaceRecord, ...]
-    input_size: int
+    angles: np.ndarray
+    identities: np.ndarray
+    sources: np.ndarray
+    flags: np.ndarray
+    flag_names: tuple[str, ...]
+    crop_size: int
     border: int
+    crop_scale: float = 1.2
+    box_source: str = "landmarks"
+
+    def __post_init__(self) -> None:
+        n, side = len(self.images), self.crop_size + 2 * self.border
+        if self.images.shape[1:] != (side, side, 3) or self.images.dtype != np.uint8:
+            raise ValueError(f"images must be (N, {side}, {side}, 3) uint8, got {self.images.shape}")
+        if self.landmarks.ndim != 3 or self.landmarks.shape[0] != n or self.landmarks.shape[2] != 2:
+            raise ValueError(f"FaceCache.landmarks must have shape ({n}, K, 2), got {self.landmarks.shape}")
+        expected = {
+            "angles": (self.angles, (n, 3)),
+            "identities": (self.identities, (n,)),
+            "sources": (self.sources, (n,)),
+            "flags": (self.flags, (n, len(self.flag_names))),
+        }
+        for name, (array, shape) in expected.items():
+            if array.shape != shape:
+                raise ValueError(f"FaceCache.{name} must have shape {shape}, got {array.shape}")
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.images)
+
+    @property
+    def num_points(self) -> int:
+        return int(self.landmarks.shape[1])
 
     @property
     def margin(self) -> float:
         """How much larger than the policy crop the stored crops are."""
-        return self.images.shape[1] / self.input_size
+        return self.images.shape[1] / self.crop_size
+
+    @property
+    def visible(self) -> np.ndarray:
+        """(N, K) bool: which points are labelled."""
+        return ~np.isnan(self.landmarks[..., 0])
 
     def unit_landmarks(self) -> np.ndarray:
-        """(N, K, 2) landmarks in [0, 1] of the policy crop (no augmentation)."""
-        return to_unit(self.landmarks - self.border, self.input_size)
+        """(N, K, 2) landmarks in [0, 1] of the policy crop (no augmentation); NaN = not labelled."""
+        return to_unit(self.landmarks - self.border, self.crop_size)
+
+    def face_flags(self, index: int) -> dict[str, bool]:
+        return {name: bool(v) for name, v in zip(self.flag_names, self.flags[index], strict=True)}
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> FaceCache:
+        """The faces at ``indices`` (images are copied out of a memmap)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return replace(
+            self,
+            images=self.images[idx],
+            landmarks=self.landmarks[idx],
+            angles=self.angles[idx],
+            identities=self.identities[idx],
+            sources=self.sources[idx],
+            flags=self.flags[idx],
+        )
+
+    def resized(self, crop_size: int) -> FaceCache:
+        """The same faces with the policy crop at ``crop_size`` pixels (same margin); shows a bar."""
+        if crop_size == self.crop_size:
+            return self
+        zoom = crop_size / self.crop_size
+        border = round(self.border * zoom)
+        side = crop_size + 2 * border
+        zoom_exact = side / self.images.shape[1]
+        interpolation = cv2.INTER_AREA if zoom_exact < 1 else cv2.INTER_LINEAR
+        images = np.stack(
+            [
+                cv2.resize(image, (side, side), interpolation=interpolation)
+                for image in tqdm(self.images, desc=f"resizing faces to {crop_size}", unit="face")
+            ]
+        )
+        landmarks = ((self.landmarks + 0.5) * zoom_exact - 0.5).astype(np.float32)
+        return replace(self, images=images, landmarks=landmarks, crop_size=crop_size, border=border)
+
+
+def concat_faces(caches: Sequence[FaceCache]) -> FaceCache:
+    """One cache of all faces; the caches must agree on point count, crop size and border."""
+    if not caches:
+        raise ValueError("no faces to concatenate")
+    first = caches[0]
+    for cache in caches[1:]:
+        layout, expected = _layout(cache), _layout(first)
+        if layout != expected:
+            raise ValueError(f"cannot combine prepared faces with different layouts: {layout} vs {expected}")
+    if len(caches) == 1:
+        return first
+    names = tuple(dict.fromkeys(n for c in caches for n in c.flag_names))
+    flags = np.zeros((sum(len(c) for c in caches), len(names)), dtype=bool)
+    start = 0
+    for cache in caches:
+        for column, name in enumerate(cache.flag_names):
+            flags[start : start + len(cache), names.index(name)] = cache.flags[:, column]
+        start += len(cache)
+    return FaceCache(
+        images=np.concatenate([c.images for c in caches]),
+        landmarks=np.concatenate([c.landmarks for c in caches]),
+        angles=np.concatenate([c.angles for c in caches]),
+        identities=np.concatenate([c.identities for c in caches]),
+        sources=np.concatenate([c.sources for c in caches]),
+        flags=flags,
+        flag_names=names,
+        crop_size=first.crop_size,
+        border=first.border,
+        crop_scale=first.crop_scale,
+        box_source=first.box_source,
+    )
+
+
+def _layout(faces: FaceCache) -> str:
+    return (
+        f"{faces.num_points} points, crop {faces.crop_size} px + {faces.border} px border, "
+        f"crop_scale {faces.crop_scale} of the {faces.box_source} box"
+    )
 
 
 def load_image(path: Path, source: str = "") -> np.ndarray:
@@ -53,31 +167,93 @@ def load_image(path: Path, source: str = "") -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"{path}: cannot decode the image (corrupt or not an image)")
+    if min(image.shape[:2]) < 2:
+        raise ValueError(f"{path}: image of {image.shape[1]}x{image.shape[0]} pixels is too small")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def crop_record(
+    record: FaceRecord, crop_size: int, border: int, crop_scale: float, box_source: str = "landmarks"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a face's photo and cut its loose crop: ((S, S, 3) uint8, (K, 2) crop pixels)."""
+    if box_source not in BOX_SOURCES:
+        raise ValueError(f"box_source must be one of {BOX_SOURCES}, got {box_source!r}")
+    if box_source == "dataset" and record.box is None:
+        raise ValueError(f"{record.source}: box_source 'dataset' but the annotation has no face box")
+    side = crop_size + 2 * border
+    image = load_image(record.image_path, record.source)
+    box = record.box if box_source == "dataset" else None
+    return crop_face(image, record.landmarks, side, crop_scale, side / crop_size, box=box)
 
 
 def build_face_cache(
     records: Sequence[FaceRecord],
-    input_size: int,
+    crop_size: int,
+    scheme: LandmarkScheme | None = None,
     crop_scale: float = 1.2,
     margin: float = 1.5,
+    box_source: str = "landmarks",
     workers: int = 2,
     description: str = "preparing faces",
+    on_error: Callable[[str], None] | None = None,
 ) -> FaceCache:
-    """Read every photo once and keep its loose face crop; shows a progress bar."""
+    """Read every photo once and keep its loose face crop, with a progress bar.
+
+    With ``scheme``, each face's Euler angles are fitted once. A face whose photo is missing or corrupt
+    raises, or, with ``on_error``, is reported through it and left out.
+    """
     if not records:
         raise ValueError(f"{description}: no faces to prepare (empty split)")
-    if margin < 1.0:
-        raise ValueError(f"margin must be at least 1, got {margin}")
-    border = round(input_size * (margin - 1.0) / 2.0)
-    side = input_size + 2 * border
+    border = border_for(crop_size, margin)
 
-    def prepare(record: FaceRecord) -> tuple[np.ndarray, np.ndarray]:
-        image = load_image(record.image_path, record.source)
-        return crop_face(image, record.landmarks, side, crop_scale, side / input_size)
+    def prepare(record: FaceRecord) -> tuple[np.ndarray, np.ndarray] | None:
+        try:
+            return crop_record(record, crop_size, border, crop_scale, box_source)
+        except (OSError, ValueError) as error:
+            if on_error is None:
+                raise
+            on_error(str(error))
+            return None
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         crops = list(tqdm(pool.map(prepare, records), total=len(records), desc=description, unit="face"))
-    images = np.stack([c[0] for c in crops])
+    kept = [(r, c) for r, c in zip(records, crops, strict=True) if c is not None]
+    if not kept:
+        raise ValueError(f"{description}: none of the {len(records)} faces could be prepared")
+    faces = faces_from_crops([r for r, _ in kept], [c for _, c in kept], crop_size, border, scheme)
+    return replace(faces, crop_scale=crop_scale, box_source=box_source)
+
+
+def border_for(crop_size: int, margin: float) -> int:
+    """Stored pixels on each side of a ``crop_size`` policy crop for a loose crop ``margin`` times larger."""
+    if margin < 1.0:
+        raise ValueError(f"margin must be at least 1, got {margin}")
+    return round(crop_size * (margin - 1.0) / 2.0)
+
+
+def faces_from_crops(
+    records: Sequence[FaceRecord],
+    crops: Sequence[tuple[np.ndarray, np.ndarray]],
+    crop_size: int,
+    border: int,
+    scheme: LandmarkScheme | None = None,
+) -> FaceCache:
+    """Assemble a `FaceCache` from records and their loose crops; fits the Euler angles with ``scheme``."""
     landmarks = np.stack([c[1] for c in crops]).astype(np.float32)
-    return FaceCache(images, landmarks, tuple(records), input_size, border)
+    if scheme is None:
+        angles = np.full((len(records), 3), np.nan, dtype=np.float32)
+    else:
+        angles = np.stack([fit_angles(points - border, scheme, float(crop_size)) for points in landmarks])
+    names = tuple(dict.fromkeys(n for r in records for n in r.flags))
+    flags = np.array([[bool(r.flags.get(n, False)) for n in names] for r in records], dtype=bool)
+    return FaceCache(
+        images=np.stack([c[0] for c in crops]),
+        landmarks=landmarks,
+        angles=angles.astype(np.float32),
+        identities=np.array([r.identity for r in records], dtype=str),
+        sources=np.array([r.source or str(r.image_path) for r in records], dtype=str),
+        flags=flags.reshape(len(records), len(names)),
+        flag_names=names,
+        crop_size=crop_size,
+        border=border,
+    )

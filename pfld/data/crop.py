@@ -1,8 +1,9 @@
 """The one crop policy used in training, evaluation, export and demos.
 
 A face crop is the square centred on the centre of the landmarks' bounding box, with side
-``crop_scale`` x the longer side of that box (default 1.2). Parts of the square outside the photo
-are filled with black. Pixel coordinates are 0-based with pixel centres on integers; the model's
+``crop_scale`` x the longer side of that box (default 1.2); unlabelled (NaN) points are left out of
+the box. Data preparation may instead start from a data set's own face box (``box_source="dataset"``):
+the same rule applied to that box. Parts of the square outside the photo are filled with black. Pixel coordinates are 0-based with pixel centres on integers; the model's
 coordinates are ``(pixel + 0.5) / crop_side``, so 0 and 1 are the crop's edges.
 """
 
@@ -13,14 +14,23 @@ import numpy as np
 
 
 def square_box(landmarks: np.ndarray, crop_scale: float = 1.2) -> np.ndarray:
-    """(K, 2) pixels -> (3,) float32 ``[centre_x, centre_y, side]`` of the square face crop."""
+    """(K, 2) pixels (NaN = unlabelled) -> (3,) float32 ``[centre_x, centre_y, side]`` of the square crop."""
+    labelled = landmarks[~np.isnan(landmarks).any(axis=1)]
+    if len(labelled) < 2:
+        raise ValueError("fewer than two labelled points: cannot derive a face crop")
+    return square_from_box(np.concatenate([labelled.min(axis=0), labelled.max(axis=0)]), crop_scale)
+
+
+def square_from_box(box: np.ndarray, crop_scale: float = 1.2) -> np.ndarray:
+    """(4,) ``x_min, y_min, x_max, y_max`` pixels -> (3,) float32 ``[centre_x, centre_y, side]``: the
+    square on the box's centre whose side is ``crop_scale`` x the box's longer side."""
     if crop_scale <= 0:
         raise ValueError(f"crop_scale must be positive, got {crop_scale}")
-    low, high = landmarks.min(axis=0), landmarks.max(axis=0)
+    low, high = np.asarray(box[:2], dtype=np.float64), np.asarray(box[2:], dtype=np.float64)
     centre = (low + high) / 2.0
     side = float((high - low).max()) * crop_scale
-    if side <= 0:
-        raise ValueError("landmarks span no area: cannot derive a face crop")
+    if not side > 0:
+        raise ValueError(f"the face box {np.round(box, 1).tolist()} spans no area: cannot derive a face crop")
     return np.array([centre[0], centre[1], side], dtype=np.float32)
 
 
@@ -46,13 +56,20 @@ def warp_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def crop_face(
-    image: np.ndarray, landmarks: np.ndarray, out_size: int, crop_scale: float = 1.2, margin: float = 1.0
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    out_size: int,
+    crop_scale: float = 1.2,
+    margin: float = 1.0,
+    box: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut the policy's square (enlarged ``margin`` times) out of a photo, resized to ``out_size``.
 
-    Returns the (out_size, out_size, C) crop and the (K, 2) landmarks in its pixels.
+    The square comes from the landmarks, or from ``box`` (x_min, y_min, x_max, y_max) when given.
+    Returns the (out_size, out_size, C) crop and the (K, 2) landmarks in its pixels (NaN stays NaN).
     """
-    matrix = crop_matrix(square_box(landmarks, crop_scale), out_size, margin)
+    square = square_box(landmarks, crop_scale) if box is None else square_from_box(box, crop_scale)
+    matrix = crop_matrix(square, out_size, margin)
     crop = cv2.warpAffine(
         image,
         matrix,

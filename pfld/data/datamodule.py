@@ -1,4 +1,4 @@
-"""The LightningDataModule: read annotations, prepare crops once, serve augmented batches."""
+"""The LightningDataModule: gather prepared faces (or prepare them in memory), serve augmented batches."""
 
 from __future__ import annotations
 
@@ -9,24 +9,27 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from pfld.data.attributes import FACE_CLASSES, face_classes
-from pfld.data.cache import FaceCache, build_face_cache
+from pfld.data.attributes import FACE_CLASSES
+from pfld.data.cache import FaceCache, build_face_cache, concat_faces
 from pfld.data.dataset import IMAGENET_MEAN, IMAGENET_STD, LandmarkDataset
+from pfld.data.prepare import PoseThresholds, class_memberships
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import LandmarkScheme
 from pfld.data.splits import split_by_identity
 from pfld.data.transforms import build_eval_transform, build_train_transform
-from pfld.geometry import landmarks_to_euler
 
-RecordSource = Callable[[], list[FaceRecord]]
+#: A source of faces: a reader returning annotations (prepared here, in memory) or a prepared split
+#: (`pfld.data.store.load_faces`), with its arguments bound.
+FaceSource = Callable[[], "list[FaceRecord] | FaceCache"]
 
 
 class LandmarkDataModule(L.LightningDataModule):
     """Training and validation faces from any number of annotation sources.
 
     Args:
-        train: callables returning `FaceRecord`s (readers with their arguments bound, e.g. Hydra
-            ``_partial_: true`` targets of `pfld.data.readers`).
+        train: callables returning faces (Hydra ``_partial_: true`` targets): prepared splits
+            (`pfld.data.store.load_faces`, made by ``python -m data``) or readers of `pfld.data.readers`,
+            whose faces are then cropped in memory at every run (fine for small sets).
         val: the same for validation; if empty, ``val_fraction`` of the training identities are held out.
         scheme: what the points mean (flip partners, eye corners, pose reference points).
         num_points: K the rest of the config (the model) expects; must equal the scheme's.
@@ -39,9 +42,9 @@ class LandmarkDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        train: Sequence[RecordSource],
+        train: Sequence[FaceSource],
         scheme: LandmarkScheme,
-        val: Sequence[RecordSource] = (),
+        val: Sequence[FaceSource] = (),
         num_points: int | None = None,
         val_fraction: float = 0.1,
         input_size: int = 112,
@@ -49,6 +52,7 @@ class LandmarkDataModule(L.LightningDataModule):
         margin: float = 1.5,
         batch_size: int = 64,
         num_workers: int = 1,
+        persistent_workers: bool = True,
         augmentation: dict[str, Any] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
@@ -69,7 +73,11 @@ class LandmarkDataModule(L.LightningDataModule):
         self.scheme = scheme
         self.val_fraction, self.seed = val_fraction, seed
         self.input_size, self.crop_scale, self.margin = input_size, crop_scale, margin
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.persistent_workers = (
+            batch_size,
+            num_workers,
+            persistent_workers,
+        )
         self.augmentation = dict(augmentation or {})
         self.mean, self.std = tuple(mean), tuple(std)
         self.profile_yaw_deg, self.head_pitch_deg = profile_yaw_deg, head_pitch_deg
@@ -79,31 +87,64 @@ class LandmarkDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_faces is not None:
             return
-        train = self._read(self.train_sources, "train")
+        train = self._gather(self.train_sources, "train")
         if self.val_sources:
-            val = self._read(self.val_sources, "val")
+            val = self._gather(self.val_sources, "val")
         else:
-            train, val = split_by_identity(train, self.val_fraction, self.seed)
-        shared = {r.identity for r in train} & {r.identity for r in val}
+            train_indices, val_indices = split_by_identity(train.identities, self.val_fraction, self.seed)
+            train, val = train.subset(train_indices), train.subset(val_indices)
+        shared = set(train.identities.tolist()) & set(val.identities.tolist())
         if shared:
             print(
                 f"warning: {len(shared)} identities are in both training and validation, e.g. {min(shared)}"
             )
-        prepare = {"input_size": self.input_size, "crop_scale": self.crop_scale, "margin": self.margin}
-        self.train_faces = build_face_cache(train, description="preparing training faces", **prepare)
-        self.val_faces = build_face_cache(val, description="preparing validation faces", **prepare)
+        self.train_faces, self.val_faces = train, val
 
-    def _read(self, sources: Sequence[RecordSource], split: str) -> list[FaceRecord]:
-        records = [record for source in sources for record in source()]
-        if not records:
-            raise ValueError(f"the {split} split is empty")
-        for record in records:
-            if record.num_points != self.scheme.num_points:
-                raise ValueError(
-                    f"{record.source}: {record.num_points} points, but the scheme "
-                    f"{self.scheme.name!r} has {self.scheme.num_points}"
+    def _gather(self, sources: Sequence[FaceSource], split: str) -> FaceCache:
+        """All faces of a split, at this module's input size, as one `FaceCache`."""
+        caches = []
+        for source in sources:
+            faces = source()
+            if isinstance(faces, FaceCache):
+                caches.append(self._check_prepared(faces, split))
+                continue
+            if not faces:
+                raise ValueError(f"the {split} split is empty")
+            for record in faces:
+                if record.num_points != self.scheme.num_points:
+                    raise ValueError(
+                        f"{record.source}: {record.num_points} points, but the scheme "
+                        f"{self.scheme.name!r} has {self.scheme.num_points}"
+                    )
+            caches.append(
+                build_face_cache(
+                    faces,
+                    self.input_size,
+                    self.scheme,
+                    crop_scale=self.crop_scale,
+                    margin=self.margin,
+                    description=f"preparing {split} faces",
                 )
-        return records
+            )
+        if not caches:
+            raise ValueError(f"the {split} split is empty")
+        return concat_faces(caches)
+
+    def _check_prepared(self, faces: FaceCache, split: str) -> FaceCache:
+        where = f"{split} faces prepared from {faces.sources[0] if len(faces) else '?'}"
+        if not len(faces):
+            raise ValueError(f"the {split} split is empty")
+        if faces.num_points != self.scheme.num_points:
+            raise ValueError(
+                f"{where}: {faces.num_points} points, but the scheme {self.scheme.name!r} has "
+                f"{self.scheme.num_points}"
+            )
+        if faces.crop_scale != self.crop_scale:
+            raise ValueError(
+                f"{where}: prepared with crop_scale {faces.crop_scale} but data.crop_scale is "
+                f"{self.crop_scale}; set data.crop_scale={faces.crop_scale} or prepare again"
+            )
+        return faces.resized(self.input_size)
 
     def _dataset(self, faces: FaceCache | None, train: bool) -> LandmarkDataset:
         faces = self._require(faces)
@@ -125,7 +166,7 @@ class LandmarkDataModule(L.LightningDataModule):
             shuffle=train,
             drop_last=train and len(faces) > self.batch_size,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -135,25 +176,24 @@ class LandmarkDataModule(L.LightningDataModule):
         return self._loader(self.val_faces, train=False)
 
     def mean_shape(self) -> np.ndarray:
-        """(K, 2) the training faces' mean landmarks in [0, 1] of the crop."""
-        return self._require(self.train_faces).unit_landmarks().mean(axis=0)
+        """(K, 2) the training faces' mean landmarks (over the faces where each point is labelled) in
+        [0, 1] of the crop."""
+        unit = self._require(self.train_faces).unit_landmarks()
+        never = np.flatnonzero(np.isnan(unit[..., 0]).all(axis=0))
+        if never.size:
+            raise ValueError(f"points {never.tolist()} are labelled in no training face")
+        return np.nanmean(unit, axis=0).astype(np.float32)
+
+    @property
+    def pose_thresholds(self) -> PoseThresholds:
+        return PoseThresholds(self.profile_yaw_deg, self.head_pitch_deg)
 
     def class_fractions(self) -> np.ndarray:
         """(C,) fraction of training faces in each of `FACE_CLASSES` (unaugmented), floored at one face
         (1 / N): augmentation can move a face into a class no unaugmented face is in, which then gets
         the largest weight, N, rather than an infinite one."""
-        faces = self._require(self.train_faces)
-        crop_landmarks = faces.landmarks - faces.border
-        memberships = [
-            face_classes(
-                landmarks_to_euler(points, self.scheme, float(self.input_size)),
-                record.flags,
-                self.profile_yaw_deg,
-                self.head_pitch_deg,
-            )
-            for points, record in zip(crop_landmarks, faces.records, strict=True)
-        ]
-        return np.maximum(np.mean(memberships, axis=0), 1.0 / len(memberships)).astype(np.float32)
+        memberships = class_memberships(self._require(self.train_faces), self.pose_thresholds)
+        return np.maximum(memberships.mean(axis=0), 1.0 / len(memberships)).astype(np.float32)
 
     @staticmethod
     def _require(faces: FaceCache | None) -> FaceCache:

@@ -10,11 +10,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pfld.data.attributes import face_classes
+from pfld.data.attributes import face_classes, fit_angles
 from pfld.data.cache import FaceCache
 from pfld.data.crop import to_unit
 from pfld.data.schemes import LandmarkScheme
-from pfld.geometry import landmarks_to_euler
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -25,7 +24,10 @@ class LandmarkDataset(Dataset):
 
     image: (3, S, S) float32, RGB normalised by ``mean``/``std`` (after scaling to [0, 1]);
     landmarks: (K, 2) float32, x then y in [0, 1] of the crop (may fall outside after augmentation);
-    angles: (3,) float32 yaw, pitch, roll in radians, fitted to the augmented landmarks;
+        an unlabelled point holds 0.5 (the crop's centre), a placeholder that ``visible`` masks out;
+    visible: (K,) bool, True where the point is labelled;
+    angles: (3,) float32 yaw, pitch, roll in radians, fitted to the augmented landmarks (0 if unknown);
+    pose_valid: () bool, False when the pose could not be fitted (too few labelled reference points);
     classes: (C,) float32 0/1 membership in `pfld.data.attributes.FACE_CLASSES`.
     """
 
@@ -39,15 +41,22 @@ class LandmarkDataset(Dataset):
         profile_yaw_deg: float = 30.0,
         head_pitch_deg: float = 20.0,
     ) -> None:
-        if faces.landmarks.shape[1] != scheme.num_points:
+        if faces.num_points != scheme.num_points:
             raise ValueError(
                 f"scheme {scheme.name!r} has {scheme.num_points} points but the faces have "
-                f"{faces.landmarks.shape[1]} (first face: {faces.records[0].source})"
+                f"{faces.num_points} (first face: {faces.sources[0]})"
             )
         self.faces = faces
         self.transform = transform
         self.scheme = scheme
-        self.input_size = faces.input_size
+        self.input_size = faces.crop_size
+        # (N, K, 3): x, y, labelled; unlabelled points sit at the crop's centre so augmentation can move
+        # them like any other point, and the third column travels with them through the flip permutation
+        centre = (faces.images.shape[1] - 1) / 2.0
+        visible = faces.visible
+        self.keypoints = np.concatenate(
+            [np.where(visible[..., None], faces.landmarks, centre), visible[..., None]], axis=2
+        ).astype(np.float32)
         self.mean, self.std = tuple(mean), tuple(std)
         self.scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).reshape(1, 1, 3)
         self.shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(1, 1, 3)
@@ -69,16 +78,23 @@ class LandmarkDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         self._seed_transform()
-        out = self.transform(image=self.faces.images[index], keypoints=self.faces.landmarks[index])
-        points = np.asarray(out["keypoints"], dtype=np.float32)[:, :2]  # (K, 2) crop pixels
-        angles_deg = landmarks_to_euler(points, self.scheme, float(self.input_size))
+        out = self.transform(image=np.asarray(self.faces.images[index]), keypoints=self.keypoints[index])
+        keypoints = np.asarray(out["keypoints"], dtype=np.float32)  # (K, 3) crop pixels + labelled
+        visible = keypoints[:, 2] > 0.5
+        points = np.where(visible[:, None], keypoints[:, :2], np.nan)  # (K, 2) crop pixels
+        angles_deg = fit_angles(points, self.scheme, float(self.input_size))
+        pose_valid = bool(np.isfinite(angles_deg).all())
         classes = face_classes(
-            angles_deg, self.faces.records[index].flags, self.profile_yaw_deg, self.head_pitch_deg
+            angles_deg, self.faces.face_flags(index), self.profile_yaw_deg, self.head_pitch_deg
         )
         image = out["image"].astype(np.float32) * self.scale - self.shift  # (S, S, 3)
+        landmarks = np.where(visible[:, None], to_unit(points, self.input_size), 0.5).astype(np.float32)
+        angles = np.deg2rad(angles_deg) if pose_valid else np.zeros(3)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "landmarks": torch.from_numpy(to_unit(points, self.input_size)),
-            "angles": torch.from_numpy(np.deg2rad(angles_deg).astype(np.float32)),
+            "landmarks": torch.from_numpy(landmarks),
+            "visible": torch.from_numpy(visible),
+            "angles": torch.from_numpy(angles.astype(np.float32)),
+            "pose_valid": torch.tensor(pose_valid),
             "classes": torch.from_numpy(classes),
         }

@@ -26,15 +26,19 @@ def draw_landmarks(
     scheme: LandmarkScheme | None = None,
     color: tuple[int, int, int] = (0, 255, 0),
     scale: int = 3,
+    visible: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw (K, 2) unit-coordinate points on an RGB crop, enlarged ``scale`` times. The subject's
-    right-side points (first of each flip pair) are red, left-side ones blue, the rest ``color``."""
+    right-side points (first of each flip pair) are red, left-side ones blue, the rest ``color``;
+    points whose ``visible`` (K,) entry is False are not drawn."""
     side = image.shape[0] * scale
     canvas = cv2.resize(image, (side, side), interpolation=cv2.INTER_NEAREST).copy()
     pixels = from_unit(landmarks, side)
     right = {i for i, _ in scheme.flip_pairs} if scheme else set()
     left = {j for _, j in scheme.flip_pairs} if scheme else set()
     for index, (x, y) in enumerate(pixels):
+        if visible is not None and not visible[index]:
+            continue
         dot = (255, 0, 0) if index in right else (0, 0, 255) if index in left else color
         cv2.circle(canvas, (round(x), round(y)), max(2, scale), dot, -1, cv2.LINE_AA)
     return canvas
@@ -56,6 +60,7 @@ def augmentation_grid(
                     denormalize(sample["image"], dataset.mean, dataset.std),
                     sample["landmarks"].numpy(),
                     dataset.scheme,
+                    visible=sample["visible"].numpy(),
                 )
             )
         rows.append(np.hstack(tiles))

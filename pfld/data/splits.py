@@ -5,21 +5,22 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from pfld.data.records import FaceRecord
+import numpy as np
 
 
 def split_by_identity(
-    records: Sequence[FaceRecord], val_fraction: float, seed: int = 0
-) -> tuple[list[FaceRecord], list[FaceRecord]]:
-    """Put about ``val_fraction`` of the identities (not faces) in validation, chosen with ``seed``."""
+    identities: Sequence[str] | np.ndarray, val_fraction: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of faces that put about ``val_fraction`` of the identities (not faces) in
+    validation, chosen with ``seed``."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    identities = sorted({r.identity for r in records})
-    if len(identities) < 2:
+    names = [str(i) for i in identities]
+    unique = sorted(set(names))
+    if len(unique) < 2:
         raise ValueError("an identity split needs at least two identities")
-    random.Random(seed).shuffle(identities)
-    count = min(len(identities) - 1, max(1, round(val_fraction * len(identities))))
-    held_out = set(identities[:count])
-    train = [r for r in records if r.identity not in held_out]
-    val = [r for r in records if r.identity in held_out]
-    return train, val
+    random.Random(seed).shuffle(unique)
+    count = min(len(unique) - 1, max(1, round(val_fraction * len(unique))))
+    held_out = set(unique[:count])
+    in_val = np.array([n in held_out for n in names])
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val)

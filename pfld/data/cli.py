@@ -1,0 +1,191 @@
+"""`python -m data <format> ...`: prepare a data set a user brought, once, for any number of runs.
+
+    python -m data wflw --root ~/datasets/WFLW                  -> data/wflw/{train,test}
+    python -m data 300w --root ~/datasets/300W                  -> data/300w/{train,common,challenging}
+    python -m data coco --split train=a.json --split test=b.json --scheme cofw29 --out data/cofw
+    python -m data csv  --split train=faces.csv --scheme kaggle15 --out data/kaggle
+    python -m data pts  --split train=folder_a --split val=folder_b --scheme ibug68 --out data/mine
+
+Train on the result with ``python train.py data=wflw`` (or a data config listing the split folders).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from pfld.data.prepare import CropPolicy, PoseThresholds, SplitReader, prepare_dataset
+from pfld.data.readers import (
+    read_300w,
+    read_coco_keypoints,
+    read_landmark_csv,
+    read_pts_folder,
+    read_wflw_split,
+)
+from pfld.data.schemes import available_schemes, load_scheme
+
+REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+def _common_options(parser: argparse.ArgumentParser, default_out: str | None) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None if default_out is None else REPO_DATA / default_out,
+        required=default_out is None,
+        help="output folder (default: data/<format>)",
+    )
+    parser.add_argument("--crop-size", type=int, default=112, help="policy crop side in stored pixels")
+    parser.add_argument(
+        "--crop-scale",
+        type=float,
+        default=1.2,
+        help="square side over the longer side of the face box (training must use the same)",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=1.5,
+        help="stored crop over policy crop: room for rotation and shift augmentation",
+    )
+    parser.add_argument(
+        "--box",
+        choices=("landmarks", "dataset"),
+        default="landmarks",
+        help="face box the crop is centred on: the landmarks' box or the data set's own box",
+    )
+    parser.add_argument("--profile-yaw", type=float, default=30.0, help="|yaw| (degrees) of a profile face")
+    parser.add_argument("--head-pitch", type=float, default=20.0, help="|pitch| (degrees) of head up/down")
+    parser.add_argument("--workers", type=int, default=2, help="threads reading and cropping photos")
+    parser.add_argument("--shard-size", type=int, default=512, help="faces per resumable shard")
+    parser.add_argument(
+        "--force", action="store_true", help="prepare again even if prepared with other settings"
+    )
+
+
+def _split_options(parser: argparse.ArgumentParser, what: str, default_scheme: str) -> None:
+    parser.add_argument(
+        "--split",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help=f"a split and its {what}; repeat for more splits, or for several files in one split",
+    )
+    parser.add_argument(
+        "--images",
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="folder the image names are relative to, for all splits or for split NAME "
+        "(default: beside each annotation file)",
+    )
+    parser.add_argument(
+        "--scheme",
+        default=default_scheme,
+        help=f"shipped scheme ({', '.join(available_schemes())}) or a scheme YAML file",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="format", required=True)
+    wflw = commands.add_parser("wflw", help="WFLW (98 points, six attribute flags): train and test")
+    wflw.add_argument(
+        "--root", type=Path, required=True, help="WFLW folder with WFLW_annotations/ and WFLW_images/"
+    )
+    _common_options(wflw, "wflw")
+    w300 = commands.add_parser("300w", help="300W (68 points): train, common and challenging")
+    w300.add_argument(
+        "--root",
+        type=Path,
+        required=True,
+        help="300W folder with afw/, helen/{trainset,testset}/, lfpw/{trainset,testset}/, ibug/",
+    )
+    _common_options(w300, "300w")
+    for name, what, scheme in (
+        ("coco", "COCO-style keypoint json", "ibug68"),
+        ("csv", "CSV of file,x0,y0,... (empty or NaN = unlabelled)", "ibug68"),
+        ("pts", "folder of .pts files beside their images", "ibug68"),
+    ):
+        command = commands.add_parser(name, help=f"any scheme from a {what}")
+        _split_options(command, what, scheme)
+        _common_options(command, None)
+    return parser
+
+
+def _parse_splits(values: Sequence[str]) -> dict[str, list[Path]]:
+    splits: dict[str, list[Path]] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--split expects NAME=PATH, got {value!r}")
+        splits.setdefault(name, []).append(Path(path))
+    return splits
+
+
+def _image_dirs(values: Sequence[str], splits: Sequence[str]) -> dict[str, Path | None]:
+    """``--images DIR`` (every split) and ``--images NAME=DIR`` (one split) -> split -> folder."""
+    folders: dict[str, Path | None] = dict.fromkeys(splits)
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            folders = {s: Path(value) if folders[s] is None else folders[s] for s in folders}
+        elif name not in folders:
+            raise SystemExit(f"--images {value}: no split named {name!r} (splits: {', '.join(splits)})")
+        else:
+            folders[name] = Path(path)
+    return folders
+
+
+def _reader(read: Callable[..., list], paths: Sequence[Path], **kwargs: Any) -> SplitReader:
+    """Read several annotation files of one split into one list, reporting bad entries."""
+    return lambda on_error: [r for path in paths for r in read(path, on_error=on_error, **kwargs)]
+
+
+def plan(args: argparse.Namespace) -> tuple[dict[str, SplitReader], str, dict[str, Any]]:
+    """(split readers, scheme name or path, source description) for the parsed command line."""
+    if args.format == "wflw":
+        splits = {s: partial(_bound_split, read_wflw_split, args.root, s) for s in ("train", "test")}
+        return splits, "wflw98", {"format": "wflw", "root": str(args.root.resolve())}
+    if args.format == "300w":
+        splits = {
+            s: partial(_bound_split, read_300w, args.root, s) for s in ("train", "common", "challenging")
+        }
+        return splits, "ibug68", {"format": "300w", "root": str(args.root.resolve())}
+    scheme = load_scheme(args.scheme)
+    paths = _parse_splits(args.split)
+    images = _image_dirs(args.images, list(paths))
+    if args.format in ("coco", "csv"):
+        read = read_coco_keypoints if args.format == "coco" else read_landmark_csv
+        splits = {
+            s: _reader(read, p, image_dir=images[s], num_points=scheme.num_points) for s, p in paths.items()
+        }
+    else:
+        splits = {s: _reader(read_pts_folder, p, num_points=scheme.num_points) for s, p in paths.items()}
+    source = {"format": args.format, "splits": {s: [str(p.resolve()) for p in ps] for s, ps in paths.items()}}
+    return splits, args.scheme, source
+
+
+def _bound_split(read: Callable[..., list], root: Path, split: str, on_error: Callable[[str], None]) -> list:
+    return read(root, split, on_error=on_error)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    splits, scheme_name, source = plan(args)
+    return prepare_dataset(
+        args.out,
+        splits,
+        load_scheme(scheme_name),
+        CropPolicy(args.crop_size, args.crop_scale, args.margin, args.box),
+        source=source,
+        thresholds=PoseThresholds(args.profile_yaw, args.head_pitch),
+        force=args.force,
+        shard_size=args.shard_size,
+        workers=args.workers,
+    )

@@ -8,6 +8,7 @@ from pfld.data.attributes import FACE_CLASSES, face_classes
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.data.readers import read_landmark_csv
 from pfld.data.schemes import custom_scheme, ibug_68
+from pfld.data.transforms import build_eval_transform
 
 
 def _module(embedded_dir, **kwargs) -> LandmarkDataModule:
@@ -129,3 +130,48 @@ def test_workers_draw_different_augmentations(embedded_dir):
     loader = DataLoader(_same_face_dataset(embedded_dir), batch_size=1, num_workers=2)
     first, second = (batch["landmarks"] for batch, _ in zip(loader, range(2), strict=False))
     assert not torch.allclose(first, second), "two workers replayed the same augmentation"
+
+
+def test_holes_travel_with_their_points_through_the_flip():
+    """An unlabelled point stays unlabelled after augmentation; a flip moves the hole to its partner."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from pfld.data.cache import build_face_cache
+    from pfld.data.dataset import LandmarkDataset
+    from pfld.data.schemes import load_scheme
+    from pfld.data.transforms import build_train_transform
+
+    scheme = load_scheme("kaggle15")
+    csv = Path(__file__).resolve().parent / "data" / "csv" / "kaggle15_holes.csv"
+    record = read_landmark_csv(csv, num_points=15)[0]
+    landmarks = record.landmarks.copy()
+    landmarks[2] = np.nan  # left_eye_inner_corner, flip partner of 4 (right_eye_inner_corner)
+    faces = build_face_cache([replace(record, landmarks=landmarks)], 112, scheme)
+    still = {"rotate_deg": 0.0, "scale": (1.0, 1.0), "shift": 0.0, "color": 0, "blur": 0, "occlusion": 0}
+    for flip, hole in ((0.0, 2), (1.0, 4)):
+        transform = build_train_transform(112, faces.margin, scheme.flip_permutation, flip=flip, **still)
+        sample = LandmarkDataset(faces, transform, scheme)[0]
+        assert sample["visible"].tolist() == [i != hole for i in range(15)]
+        assert torch.isfinite(sample["landmarks"]).all()
+        assert bool(sample["pose_valid"]), "14 labelled points still fit a pose"
+    unflipped = LandmarkDataset(faces, build_eval_transform(112), scheme)[0]
+    flipped = sample
+    # the subject's right eye centre (1) after the flip sits where the left one (0) was, mirrored
+    assert abs(float(flipped["landmarks"][1, 0]) - (1 - float(unflipped["landmarks"][0, 0]))) < 1e-4
+
+
+def test_a_face_without_enough_pose_points_has_no_pose_target():
+    from pathlib import Path
+
+    from pfld.data.cache import build_face_cache
+    from pfld.data.dataset import LandmarkDataset
+    from pfld.data.schemes import load_scheme
+
+    scheme = load_scheme("kaggle15")
+    csv = Path(__file__).resolve().parent / "data" / "csv" / "kaggle15_holes.csv"
+    faces = build_face_cache(read_landmark_csv(csv, num_points=15), 112, scheme)
+    sample = LandmarkDataset(faces, build_eval_transform(112), scheme)[2]  # 4 labelled points
+    assert int(sample["visible"].sum()) == 4 and not bool(sample["pose_valid"])
+    assert torch.equal(sample["angles"], torch.zeros(3))
+    assert sample["classes"][1] == 1, "a face of unknown pose counts as frontal, never weight zero"

@@ -127,6 +127,8 @@ class PFLDModule(L.LightningModule):
         self.log("val/nme", results["nme"], prog_bar=True)
         self.log("val/failure_rate", results["failure_rate"])
         self.log("val/auc", results["auc"])
+        if results["unscored"] > 0:  # faces whose normalisation points are not both labelled
+            self.log("val/unscored", results["unscored"].float())
         self.val_metric.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:

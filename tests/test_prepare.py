@@ -164,3 +164,15 @@ def test_training_on_partially_labelled_faces_without_pose(tmp_path, capsys):
     assert cfg.model.auxiliary is False
     with pytest.raises(ValueError, match="no pose reference points.*loss=l1"):
         train(compose_train(["debug=fast", "loss=pfld", *data, f"data.scheme.name_or_path={five}"], tmp_path))
+
+
+def test_python_m_data_runs_from_the_repository_root(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    command = [sys.executable, "-m", "data", "300w", "--root", str(DATA / "300w"), "--out", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "prepared" in result.stdout and (tmp_path / MANIFEST_FILE).is_file()

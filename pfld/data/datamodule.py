@@ -18,6 +18,8 @@ from pfld.data.schemes import LandmarkScheme
 from pfld.data.splits import split_by_identity
 from pfld.data.transforms import build_eval_transform, build_train_transform
 
+NORMALIZATIONS: tuple[str, ...] = ("inter_ocular", "inter_pupil", "box")
+
 #: A source of faces: a reader returning annotations (prepared here, in memory) or a prepared split
 #: (`pfld.data.store.load_faces`), with its arguments bound.
 FaceSource = Callable[[], "list[FaceRecord] | FaceCache"]
@@ -38,6 +40,8 @@ class LandmarkDataModule(L.LightningDataModule):
         margin: how much border the prepared crops keep for augmentation (1.5 = 25% each side).
         augmentation: keyword arguments of `build_train_transform`.
         profile_yaw_deg, head_pitch_deg: thresholds of the pose classes (see `face_classes`).
+        normalization: what divides the NME: ``inter_ocular`` (the scheme's outer eye corners),
+            ``inter_pupil`` (its pupils) or ``box`` (the square root of the landmark box's area).
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class LandmarkDataModule(L.LightningDataModule):
         std: Sequence[float] = IMAGENET_STD,
         profile_yaw_deg: float = 30.0,
         head_pitch_deg: float = 20.0,
+        normalization: str = "inter_ocular",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -67,6 +72,13 @@ class LandmarkDataModule(L.LightningDataModule):
             raise ValueError(
                 f"data.num_points is {num_points} but the scheme {scheme.name!r} has {scheme.num_points} points"
             )
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"data.normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if normalization == "inter_pupil" and scheme.pupils is None:
+            raise ValueError(
+                f"data.normalization is inter_pupil but the scheme {scheme.name!r} declares no pupils"
+            )
+        self.normalization = normalization
         if input_size % 16 or input_size < 64:
             raise ValueError(f"input_size must be a multiple of 16 and at least 64, got {input_size}")
         self.train_sources, self.val_sources = list(train), list(val)

@@ -13,7 +13,9 @@ rescaled by ``B * K / (labelled points in the batch)``, see `masked_point_sum`. 
 Every loss is an ``nn.Module`` with the same ``forward(pred, target, pred_angles=None,
 target_angles=None, classes=None, mask=None, pose_valid=None) -> scalar`` so that a config can swap
 them; losses that do not use angles, classes or pose validity ignore them. Each module is a thin wrapper
-over a pure function of the same name.
+over a pure function of the same name. The plain losses (L2, L1, wing) can add an auxiliary head-pose term,
+``pose_weight * pose_loss(...)``, which averages over the faces with a valid pose only (the PFLD loss
+instead multiplies the landmark error by the angle factor).
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ def _masked_difference(pred: Tensor, target: Tensor, mask: Tensor | None) -> Ten
     if mask is None:
         return difference
     return torch.where(mask.to(pred.device).unsqueeze(-1), difference, torch.zeros_like(difference))
+
+
+def _check_angles(pred_angles: Tensor, target_angles: Tensor, b: int) -> None:
+    if pred_angles.shape != (b, 3) or target_angles.shape != (b, 3):
+        raise ValueError(
+            f"angles must be ({b}, 3), got pred {tuple(pred_angles.shape)}, "
+            f"target {tuple(target_angles.shape)}"
+        )
 
 
 def masked_point_sum(errors: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -200,10 +210,7 @@ def pfld_loss(
     """
     difference = _masked_difference(pred, target, mask)  # (B, K, 2), checks shapes
     b = pred.shape[0]
-    if pred_angles.shape != (b, 3) or target_angles.shape != (b, 3):
-        raise ValueError(
-            f"angles must be ({b}, 3), got pred {tuple(pred_angles.shape)}, target {tuple(target_angles.shape)}"
-        )
+    _check_angles(pred_angles, target_angles, b)
     if class_weights_per_sample.shape != (b,):
         raise ValueError(f"class weights must be ({b},), got {tuple(class_weights_per_sample.shape)}")
     _check_mask(pose_valid, (b,), "pose_valid")
@@ -225,6 +232,30 @@ def _angle_factor(pred_angles: Tensor, target_angles: Tensor, pose_valid: Tensor
     mean_valid = factor.detach().sum() / count.clamp(min=1).to(factor.dtype)
     fill = torch.where(count > 0, mean_valid, torch.ones_like(mean_valid))
     return torch.where(valid, factor, fill)
+
+
+def pose_loss(pred_angles: Tensor, target_angles: Tensor, pose_valid: Tensor | None = None) -> Tensor:
+    """Auxiliary head-pose loss: mean over the faces with a valid pose of ``sum_a (1 - cos(theta_a))``.
+
+    Args:
+        pred_angles, target_angles: (B, 3) yaw, pitch, roll in radians.
+        pose_valid: (B,) bool, False where the target pose could not be fitted; None means all valid.
+            Target angles of invalid faces are never read (NaN is fine there) and get zero gradient.
+
+    Returns:
+        Scalar in [0, 6]; 0 still connected to ``pred_angles`` (zero gradient) when no face is valid.
+        Periodic, so 10 deg and 370 deg give the same loss.
+    """
+    b = pred_angles.shape[0]
+    _check_angles(pred_angles, target_angles, b)
+    _check_mask(pose_valid, (b,), "pose_valid")
+    difference = pred_angles - target_angles.to(pred_angles.device)
+    if pose_valid is None:
+        return (1.0 - torch.cos(difference)).sum(dim=1).mean()
+    valid = pose_valid.to(pred_angles.device)
+    difference = torch.where(valid.unsqueeze(-1), difference, torch.zeros_like(difference))
+    per_face = (1.0 - torch.cos(difference)).sum(dim=1)  # (B,), 0 at invalid faces
+    return per_face.sum() / valid.sum().clamp(min=1).to(per_face.dtype)
 
 
 def l2_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -285,6 +316,8 @@ class PFLDLoss(nn.Module):
     """
 
     class_fractions: Tensor | None
+    #: The loss reads the predicted angles, so it trains the auxiliary (pose) net.
+    uses_pose = True
 
     def __init__(
         self,
@@ -345,7 +378,24 @@ class PFLDLoss(nn.Module):
 
 
 class _PointLoss(nn.Module):
-    """A loss of the landmarks alone, with the common signature; angles, classes and pose are ignored."""
+    """A loss of the landmarks, with the common signature, plus an optional auxiliary pose term.
+
+    Args:
+        pose_weight: weight of `pose_loss` added to the point loss, >= 0; it trains the auxiliary (pose)
+            net, which gets no gradient at 0. At 0 the angles are not read and the loss is exactly the
+            point loss. Classes are always ignored.
+    """
+
+    def __init__(self, pose_weight: float = 0.0) -> None:
+        super().__init__()
+        if not pose_weight >= 0:
+            raise ValueError(f"pose_weight must be >= 0, got {pose_weight}")
+        self.pose_weight = float(pose_weight)
+
+    @property
+    def uses_pose(self) -> bool:
+        """Whether the loss reads the predicted angles (and so trains the auxiliary net)."""
+        return self.pose_weight > 0
 
     def forward(
         self,
@@ -357,22 +407,34 @@ class _PointLoss(nn.Module):
         mask: Tensor | None = None,
         pose_valid: Tensor | None = None,
     ) -> Tensor:
-        """(B, K, 2) landmarks and (B, K) bool labelled points (None: all) -> scalar loss."""
-        return self.point_loss(pred, target, mask)
+        """(B, K, 2) landmarks, (B, K) bool labelled points (None: all) and, when ``pose_weight > 0``,
+        (B, 3) angles in radians with (B,) bool valid poses (None: all) -> scalar loss."""
+        loss = self.point_loss(pred, target, mask)
+        if self.pose_weight == 0:
+            return loss
+        if pred_angles is None or target_angles is None:
+            raise ValueError(
+                f"{type(self).__name__}(pose_weight={self.pose_weight}) needs pred_angles and target_angles: "
+                "use a model with the auxiliary net (model.auxiliary=true) or set loss.pose_weight=0"
+            )
+        return loss + self.pose_weight * pose_loss(pred_angles, target_angles, pose_valid)
 
     def point_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
+    def extra_repr(self) -> str:
+        return f"pose_weight={self.pose_weight}"
+
 
 class L2Loss(_PointLoss):
-    """Plain L2 loss, see `l2_loss`."""
+    """Plain L2 loss, see `l2_loss`; ``pose_weight``: the auxiliary pose term, see `_PointLoss`."""
 
     def point_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         return l2_loss(pred, target, mask)
 
 
 class L1Loss(_PointLoss):
-    """Plain L1 loss, see `l1_loss`."""
+    """Plain L1 loss, see `l1_loss`; ``pose_weight``: the auxiliary pose term, see `_PointLoss`."""
 
     def point_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         return l1_loss(pred, target, mask)
@@ -384,10 +446,17 @@ class WingLoss(_PointLoss):
     Args:
         width, curvature: the paper's w and epsilon, in pixels of a ``coordinate_scale`` crop; both > 0.
         coordinate_scale: crop size in pixels, > 0.
+        pose_weight: weight of the auxiliary pose term, see `_PointLoss`.
     """
 
-    def __init__(self, width: float = 10.0, curvature: float = 2.0, coordinate_scale: float = 112.0) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        width: float = 10.0,
+        curvature: float = 2.0,
+        coordinate_scale: float = 112.0,
+        pose_weight: float = 0.0,
+    ) -> None:
+        super().__init__(pose_weight)
         for name, value in (
             ("width", width),
             ("curvature", curvature),
@@ -403,4 +472,7 @@ class WingLoss(_PointLoss):
         return wing_loss(pred, target, self.width, self.curvature, self.coordinate_scale, mask)
 
     def extra_repr(self) -> str:
-        return f"width={self.width}, curvature={self.curvature}, coordinate_scale={self.coordinate_scale}"
+        return (
+            f"width={self.width}, curvature={self.curvature}, coordinate_scale={self.coordinate_scale}, "
+            f"pose_weight={self.pose_weight}"
+        )

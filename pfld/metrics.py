@@ -1,20 +1,30 @@
-"""Landmark metrics: per-face NME, failure rate, CED curve and AUC, and a torchmetrics wrapper.
+"""Landmark metrics: per-face NME, failure rate, CED curve and AUC; head-pose error; torchmetrics wrappers.
 
 Landmarks are ``(N, K, 2)``, x then y, in any one unit shared by prediction and target (the NME is
 scale-free). NMEs are fractions of the normalising distance (0.05 = 5 % of the inter-ocular distance).
+The normalising distance (`normalizing_distance`) is the distance between two points, the outer eye
+corners ("inter_ocular") or the pupils ("inter_pupil"), or the square root of the area of the target's
+landmark box ("box", as for COFW and AFLW).
 
 Partially labelled faces: ``mask`` is ``(N, K)`` bool, True where a point is labelled. `nme` averages
-over the labelled points and gives NaN for a face whose two normalising points are not both labelled
-("unscored": it cannot be scored in inter-ocular terms). NaN policy: `failure_rate`, `ced_curve`, `auc`
-and `plot_ced` take finite NMEs only and raise otherwise, so that an unscored face is never silently
-counted; drop unscored faces first with `scored_nmes`. `NMEMetric` does this itself and reports how many
-faces it dropped.
+over the labelled points and gives NaN for a face it cannot normalise ("unscored": one of the two
+normalising points unlabelled; for "box", fewer than two labelled points). NaN policy: `failure_rate`,
+`ced_curve`, `auc` and `plot_ced` take finite NMEs only and raise otherwise, so that an unscored face is
+never silently counted; drop unscored faces first with `scored_nmes`. `NMEMetric` does this itself and
+reports how many faces it dropped.
+
+Head pose: Euler angles are ``(N, 3)`` yaw, pitch, roll in radians; `pose_errors` gives their wrapped
+differences in degrees and `PoseErrorMetric` their mean absolute value over the faces with a valid pose.
+
+The metric classes keep their state in torchmetrics states with a cat / sum reduction, so the values
+they compute are over every process of a distributed run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
@@ -25,51 +35,138 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def nme(pred: Tensor, target: Tensor, normalization: tuple[int, int], mask: Tensor | None = None) -> Tensor:
+NormalizationMode = Literal["inter_ocular", "inter_pupil", "box"]
+#: What can divide the NME: the distance between two points (outer eye corners or pupils), or the square
+#: root of the area of the target's landmark box (as for COFW / AFLW).
+NORMALIZATION_MODES: tuple[str, ...] = ("inter_ocular", "inter_pupil", "box")
+
+#: The ``normalization`` argument of `nme` and `NMEMetric`: a pair of point indices, or "box".
+Normalization = tuple[int, int] | Literal["box"]
+
+
+def _check_landmarks(pred: Tensor, target: Tensor) -> None:
+    if pred.ndim != 3 or pred.shape[-1] != 2:
+        raise ValueError(f"pred must be (N, K, 2), got {tuple(pred.shape)}")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+
+
+def _full_mask(mask: Tensor | None, target: Tensor) -> Tensor:
+    """``mask`` checked to be (N, K) bool on ``target``'s device; None becomes all True."""
+    if mask is None:
+        return torch.ones(target.shape[:2], dtype=torch.bool, device=target.device)
+    if mask.dtype != torch.bool or mask.shape != target.shape[:2]:
+        raise ValueError(
+            f"mask must be a bool tensor of shape {tuple(target.shape[:2])}, got {mask.dtype} "
+            f"{tuple(mask.shape)}"
+        )
+    return mask.to(target.device)
+
+
+def resolve_normalization(mode: str, indices: Sequence[int] | None) -> Normalization:
+    """The ``normalization`` argument of `nme` for a mode: the point pair ``indices`` for "inter_ocular"
+    (outer eye corners) and "inter_pupil" (pupils), "box" for "box" (``indices`` are then unused)."""
+    if mode not in NORMALIZATION_MODES:
+        raise ValueError(f"normalization mode must be one of {NORMALIZATION_MODES}, got {mode!r}")
+    if mode == "box":
+        return "box"
+    if indices is None or len(indices) != 2:
+        raise ValueError(f"normalization mode {mode!r} needs a pair of point indices, got {indices!r}")
+    return (int(indices[0]), int(indices[1]))
+
+
+def normalizing_distance(
+    target: Tensor,
+    mode: NormalizationMode,
+    indices: tuple[int, int] | None = None,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """The distance that divides each face's error in `nme`.
+
+    Args:
+        target: (N, K, 2) ground-truth landmarks.
+        mode: "inter_ocular" or "inter_pupil": ``||target[i] - target[j]||`` for ``indices = (i, j)``
+            (the outer eye corners, or the pupils); "box": ``sqrt(w * h)`` of the bounding box of the
+            face's labelled target points (``indices`` must be None).
+        indices: the two points of the pair modes.
+        mask: (N, K) bool, True where the target point is labelled; None means every point is. Target
+            values at unlabelled points are never read (NaN is fine there).
+
+    Returns:
+        (N,) distances in the unit of ``target``; NaN for an unscored face: point i or j unlabelled
+        (pair modes), or fewer than 2 labelled points ("box").
+
+    Raises:
+        ValueError: unknown mode, bad indices, bad mask, or a scored face with zero distance (coincident
+            pair points, or a flat box).
+    """
+    if target.ndim != 3 or target.shape[-1] != 2:
+        raise ValueError(f"target must be (N, K, 2), got {tuple(target.shape)}")
+    if mode not in NORMALIZATION_MODES:
+        raise ValueError(f"normalization mode must be one of {NORMALIZATION_MODES}, got {mode!r}")
+    mask = _full_mask(mask, target)
+    k = target.shape[1]
+    if mode == "box":
+        if indices is not None:
+            raise ValueError(f"box normalisation takes no point indices, got {indices}")
+        scored = mask.sum(dim=1) >= 2  # (N,)
+        labelled = mask.unsqueeze(-1)  # (N, K, 1)
+        high = torch.where(labelled, target, torch.full_like(target, -torch.inf)).amax(dim=1)  # (N, 2)
+        low = torch.where(labelled, target, torch.full_like(target, torch.inf)).amin(dim=1)  # (N, 2)
+        size = torch.where(scored.unsqueeze(-1), high - low, torch.ones_like(high))  # (N, 2): w, h
+        distance = (size[:, 0] * size[:, 1]).sqrt()
+        what = "box area"
+    else:
+        if indices is None or len(indices) != 2:
+            raise ValueError(f"normalization mode {mode!r} needs a pair of point indices, got {indices!r}")
+        i, j = indices
+        if not (0 <= i < k and 0 <= j < k) or i == j:
+            raise ValueError(f"normalization {tuple(indices)} must be two distinct indices in 0..{k - 1}")
+        scored = mask[:, i] & mask[:, j]  # (N,)
+        pair = torch.where(scored.unsqueeze(-1), target[:, i] - target[:, j], torch.ones_like(target[:, i]))
+        distance = torch.linalg.vector_norm(pair, dim=-1)  # (N,)
+        what = f"distance between points {i} and {j}"
+    bad = (scored & (distance <= 0)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"zero normalising {what} in samples {bad}")
+    return torch.where(scored, distance, torch.full_like(distance, float("nan")))
+
+
+def nme(pred: Tensor, target: Tensor, normalization: Normalization, mask: Tensor | None = None) -> Tensor:
     """Normalised mean error of each face.
 
     Args:
         pred, target: (N, K, 2) landmarks.
         normalization: indices (i, j) of the target points whose distance normalises the error, e.g.
-            the outer eye corners (36, 45) for 300W or (60, 72) for WFLW.
+            the outer eye corners (36, 45) for 300W or (60, 72) for WFLW, or the pupils; or "box" for
+            the square root of the area of the target's landmark box. See `normalizing_distance`, and
+            `resolve_normalization` to get this argument from a mode name.
         mask: (N, K) bool, True where the target point is labelled; None means every point is. Target
             values at unlabelled points are never read (NaN is fine there).
 
     Returns:
-        (N,) mean over labelled points of the Euclidean point error, divided by
-        ``||target[i] - target[j]||``; NaN for a face where point i or j is unlabelled.
+        (N,) mean over labelled points of the Euclidean point error, divided by the normalising
+        distance; NaN for an unscored face (point i or j unlabelled; for "box", fewer than 2 labelled).
 
     Raises:
         ValueError: shapes disagree, an index is out of range, the mask is not (N, K) bool, or a scored
             face has zero normalising distance.
     """
-    if pred.ndim != 3 or pred.shape[-1] != 2:
-        raise ValueError(f"pred must be (N, K, 2), got {tuple(pred.shape)}")
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
-    k = pred.shape[1]
-    i, j = normalization
-    if not (0 <= i < k and 0 <= j < k) or i == j:
-        raise ValueError(f"normalization {normalization} must be two distinct indices in 0..{k - 1}")
-    if mask is None:
-        mask = torch.ones(pred.shape[:2], dtype=torch.bool, device=pred.device)
-    elif mask.dtype != torch.bool or mask.shape != pred.shape[:2]:
-        raise ValueError(
-            f"mask must be a bool tensor of shape {tuple(pred.shape[:2])}, got {mask.dtype} "
-            f"{tuple(mask.shape)}"
-        )
-    mask = mask.to(pred.device)
-    scored = mask[:, i] & mask[:, j]  # (N,)
+    _check_landmarks(pred, target)
+    mask = _full_mask(mask, pred).to(pred.device)
+    if isinstance(normalization, str):
+        if normalization != "box":
+            raise ValueError(
+                f"normalization must be a pair of point indices or 'box', got {normalization!r}; for "
+                "inter_ocular / inter_pupil pass the pair (see resolve_normalization)"
+            )
+        distance = normalizing_distance(target, "box", None, mask)
+    else:
+        distance = normalizing_distance(target, "inter_ocular", tuple(normalization), mask)
     difference = torch.where(mask.unsqueeze(-1), pred - target, torch.zeros_like(pred))  # (N, K, 2)
     point_error = torch.linalg.vector_norm(difference, dim=-1)  # (N, K), 0 at unlabelled points
-    eyes = torch.where(scored.unsqueeze(-1), target[:, i] - target[:, j], torch.ones_like(target[:, i]))
-    norm = torch.linalg.vector_norm(eyes, dim=-1)  # (N,)
-    bad = (scored & (norm <= 0)).nonzero().flatten().tolist()
-    if bad:
-        raise ValueError(f"zero normalising distance between points {i} and {j} in samples {bad}")
     labelled = mask.sum(dim=1).clamp(min=1).to(point_error.dtype)  # >= 2 where scored
-    errors = point_error.sum(dim=1) / labelled / norm
-    return torch.where(scored, errors, torch.full_like(errors, float("nan")))
+    return point_error.sum(dim=1) / labelled / distance  # NaN where the distance is NaN (unscored)
 
 
 def scored_nmes(nmes: Tensor) -> Tensor:
@@ -135,7 +232,7 @@ class NMEMetric(Metric):
     """Accumulates per-face NMEs across batches (and processes) and reports NME, failure rate and AUC.
 
     Args:
-        normalization: indices of the two normalising points, see `nme`.
+        normalization: indices (i, j) of the two normalising points, or "box", see `nme`.
         failure_threshold: NME above which a face counts as a failure; also the AUC's upper limit.
         **kwargs: passed to ``torchmetrics.Metric``.
 
@@ -151,16 +248,23 @@ class NMEMetric(Metric):
 
     nmes: list[Tensor] | Tensor
 
-    def __init__(
-        self, normalization: tuple[int, int], failure_threshold: float = 0.10, **kwargs: Any
-    ) -> None:
+    def __init__(self, normalization: Normalization, failure_threshold: float = 0.10, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        i, j = normalization
-        if i == j or i < 0 or j < 0:
-            raise ValueError(f"normalization must be two distinct non-negative indices, got {normalization}")
+        if isinstance(normalization, str):
+            if normalization != "box":
+                raise ValueError(
+                    f"normalization must be a pair of point indices or 'box', got {normalization!r}"
+                )
+            self.normalization: Normalization = "box"
+        else:
+            i, j = normalization
+            if i == j or i < 0 or j < 0:
+                raise ValueError(
+                    f"normalization must be two distinct non-negative indices, got {normalization}"
+                )
+            self.normalization = (int(i), int(j))
         if not failure_threshold > 0:
             raise ValueError(f"failure_threshold must be > 0, got {failure_threshold}")
-        self.normalization = (int(i), int(j))
         self.failure_threshold = float(failure_threshold)
         self.add_state("nmes", default=[], dist_reduce_fx="cat")
 
@@ -196,6 +300,72 @@ class NMEMetric(Metric):
             "auc": as_tensor(auc(scored, t)),
             "unscored": unscored,
         }
+
+
+ANGLE_NAMES: tuple[str, str, str] = ("yaw", "pitch", "roll")
+
+
+def pose_errors(pred_angles: Tensor, target_angles: Tensor) -> Tensor:
+    """Signed head-pose errors: (N, 3) radians, (N, 3) radians -> (N, 3) degrees in [-180, 180).
+
+    Columns are yaw, pitch, roll; each is ``pred - target`` wrapped by whole turns, so 179 deg against
+    -179 deg is an error of -2 deg, not 358 deg. Computed in float64.
+    """
+    if pred_angles.ndim != 2 or pred_angles.shape[-1] != 3:
+        raise ValueError(f"pred_angles must be (N, 3), got {tuple(pred_angles.shape)}")
+    if pred_angles.shape != target_angles.shape:
+        raise ValueError(
+            f"pred_angles {tuple(pred_angles.shape)} and target_angles {tuple(target_angles.shape)} differ"
+        )
+    difference = torch.rad2deg(pred_angles.double() - target_angles.double().to(pred_angles.device))
+    return torch.remainder(difference + 180.0, 360.0) - 180.0
+
+
+class PoseErrorMetric(Metric):
+    """Mean absolute head-pose error in degrees over the faces with a valid pose, across batches and
+    processes (sum and count states, summed over processes).
+
+    ``compute()`` returns ``{"yaw_mae", "pitch_mae", "roll_mae", "pose_mae" (the mean of the three),
+    "faces" (int64, how many faces were counted)}`` as scalar float64 tensors; the errors are NaN if no
+    face had a valid pose. See `pose_errors` for the wrap-around.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    abs_error_sum: Tensor
+    count: Tensor
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("abs_error_sum", default=torch.zeros(3, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, pred_angles: Tensor, target_angles: Tensor, pose_valid: Tensor | None = None) -> None:
+        """Add (B, 3) predicted and target angles in radians; ``pose_valid``: (B,) bool, None = all valid.
+
+        Target angles of faces without a valid pose are never read (NaN is fine there)."""
+        b = pred_angles.shape[0]
+        if pose_valid is None:
+            pose_valid = torch.ones(b, dtype=torch.bool, device=pred_angles.device)
+        elif pose_valid.dtype != torch.bool or pose_valid.shape != (b,):
+            raise ValueError(
+                f"pose_valid must be a bool tensor of shape ({b},), got {pose_valid.dtype} "
+                f"{tuple(pose_valid.shape)}"
+            )
+        errors = pose_errors(pred_angles.detach(), target_angles.detach()).abs()  # (B, 3) degrees
+        valid = pose_valid.to(errors.device).unsqueeze(-1)
+        # Out of place: under ddp_spawn on CPU the states arrive in shared memory (torch.multiprocessing
+        # shares pickled CPU tensors, and Lightning un-shares only parameters and buffers), so an
+        # in-place += would add every process's faces into one tensor.
+        self.abs_error_sum = self.abs_error_sum + torch.where(valid, errors, torch.zeros_like(errors)).sum(0)
+        self.count = self.count + pose_valid.sum().to(self.count.device)
+
+    def compute(self) -> dict[str, Tensor]:
+        mae = self.abs_error_sum / self.count  # (3,), NaN when count is 0
+        results = {f"{name}_mae": mae[a] for a, name in enumerate(ANGLE_NAMES)}
+        return results | {"pose_mae": mae.mean(), "faces": self.count.clone()}
 
 
 def plot_ced(curves: dict[str, Tensor], threshold: float = 0.10, path: str | Path | None = None) -> Figure:

@@ -19,6 +19,7 @@ from pfld.losses import (
     l2_loss,
     masked_point_sum,
     pfld_loss,
+    pose_loss,
     wing_loss,
 )
 
@@ -407,3 +408,90 @@ def test_bad_mask_or_pose_valid_raises() -> None:
         PFLDLoss()(pred, target, pa, ta, classes, mask=mask, pose_valid=pose_valid[:-1])
     with pytest.raises(ValueError, match="pose_valid"):
         PFLDLoss()(pred, target, pa, ta, classes, pose_valid=pose_valid.long())
+
+
+# --- The auxiliary pose term of the plain losses ---------------------------------------------------------
+
+
+def test_pose_loss_by_hand_ignores_invalid_faces() -> None:
+    pred_angles = torch.tensor([[math.pi / 3, 0.0, math.pi], [2.0, -1.0, 0.5]], dtype=torch.float64)
+    target_angles = torch.tensor([[0.0, 0.0, 0.0], [float("nan")] * 3], dtype=torch.float64)
+    pose_valid = torch.tensor([True, False])
+    pred_angles.requires_grad_(True)
+    # Face 0 only: (1 - cos(pi / 3)) + 0 + (1 - cos(pi)) = 1/2 + 2, mean over the one valid face.
+    value = pose_loss(pred_angles, target_angles, pose_valid)
+    assert value.item() == pytest.approx(2.5, rel=1e-12)
+    value.backward()
+    assert pred_angles.grad is not None
+    assert pred_angles.grad[0].tolist() == pytest.approx([math.sin(math.pi / 3), 0.0, 0.0], abs=1e-12)
+    assert torch.equal(pred_angles.grad[1], torch.zeros(3, dtype=torch.float64))
+    # Every face valid: the mean over both.
+    both = pose_loss(pred_angles.detach(), torch.zeros_like(pred_angles))
+    second = sum(1.0 - math.cos(a) for a in (2.0, -1.0, 0.5))
+    assert both.item() == pytest.approx((2.5 + second) / 2, rel=1e-12)
+    # Periodic: 10 deg and 370 deg agree.
+    ten = torch.deg2rad(torch.tensor([[10.0, 0.0, 0.0]], dtype=torch.float64))
+    assert pose_loss(ten, torch.zeros_like(ten)).item() == pytest.approx(
+        pose_loss(ten + 2 * math.pi, torch.zeros_like(ten)).item(), rel=1e-9
+    )
+
+
+def test_pose_loss_without_valid_faces_is_a_connected_zero() -> None:
+    pred_angles = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
+    target_angles = torch.full((3, 3), float("nan"), dtype=torch.float64)
+    value = pose_loss(pred_angles, target_angles, torch.zeros(3, dtype=torch.bool))
+    assert value.item() == 0.0 and value.grad_fn is not None
+    value.backward()
+    assert pred_angles.grad is not None and torch.equal(pred_angles.grad, torch.zeros_like(pred_angles))
+
+
+def _point_losses(pose_weight: float) -> list[torch.nn.Module]:
+    return [L2Loss(pose_weight), L1Loss(pose_weight), WingLoss(pose_weight=pose_weight)]
+
+
+def test_zero_pose_weight_is_exactly_the_point_loss() -> None:
+    pred, target, pa, ta, classes = _inputs(30)
+    mask, pose_valid = _holes(30)
+    ta[~pose_valid] = float("nan")
+    plain = [l2_loss(pred, target, mask), l1_loss(pred, target, mask), wing_loss(pred, target, mask=mask)]
+    for loss, expected in zip(_point_losses(0.0), plain, strict=True):
+        assert torch.equal(loss(pred, target, pa, ta, classes, mask, pose_valid), expected), loss
+        assert torch.equal(loss(pred, target, mask=mask), expected), loss  # angles not needed
+
+
+def test_pose_weight_adds_the_weighted_pose_loss() -> None:
+    pred, target, pa, ta, classes = _inputs(31)
+    mask, pose_valid = _holes(31)
+    ta[~pose_valid] = float("nan")
+    term = pose_loss(pa, ta, pose_valid)
+    assert term.item() > 0
+    for plain, weighted in zip(_point_losses(0.0), _point_losses(0.5), strict=True):
+        got = weighted(pred, target, pa, ta, classes, mask, pose_valid)
+        expected = plain(pred, target, mask=mask) + 0.5 * term
+        assert got.item() == pytest.approx(expected.item(), rel=1e-12), weighted
+        a = pa.clone().requires_grad_(True)
+        weighted(pred, target, a, ta, classes, mask, pose_valid).backward()
+        assert a.grad is not None and torch.isfinite(a.grad).all()
+        assert torch.equal(a.grad[~pose_valid], torch.zeros_like(a.grad[~pose_valid]))
+        assert (a.grad[pose_valid].abs().sum(dim=-1) > 0).all()
+        # No valid pose in the batch: the point loss alone, still connected to the angles.
+        none = torch.zeros(B, dtype=torch.bool)
+        a = pa.clone().requires_grad_(True)
+        got = weighted(pred, target, a, ta, classes, mask, none)
+        assert got.item() == pytest.approx(plain(pred, target, mask=mask).item(), rel=1e-12)
+        got.backward()
+        assert a.grad is not None and torch.equal(a.grad, torch.zeros_like(a.grad))
+
+
+def test_pose_weight_needs_angles_and_is_not_negative() -> None:
+    pred, target, *_ = _inputs(32)
+    for loss in _point_losses(1.0):
+        with pytest.raises(ValueError, match="auxiliary"):
+            loss(pred, target)
+    for cls in (L1Loss, L2Loss):
+        with pytest.raises(ValueError, match="pose_weight"):
+            cls(-0.1)
+    with pytest.raises(ValueError, match="pose_weight"):
+        WingLoss(pose_weight=-1.0)
+    with pytest.raises(ValueError, match="pose_valid"):
+        L1Loss(1.0)(pred, target, *_inputs(32)[2:4], pose_valid=torch.ones(B))

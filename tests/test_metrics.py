@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from pfld.metrics import NMEMetric, auc, ced_curve, failure_rate, nme, plot_ced, scored_nmes
+from pfld.metrics import (
+    NMEMetric,
+    auc,
+    ced_curve,
+    failure_rate,
+    nme,
+    normalizing_distance,
+    plot_ced,
+    resolve_normalization,
+    scored_nmes,
+)
 
 
 def _faces(n: int, k: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,3 +222,97 @@ def test_metric_syncs_unscored_faces_across_processes() -> None:
     scored = scored_nmes(nme(pred, target, (0, 3), mask))
     assert got["unscored"].item() == 2
     assert got["nme"].item() == pytest.approx(scored.mean().item(), rel=1e-6)
+
+
+# --- Normalisation modes ---------------------------------------------------------------------------------
+
+
+def _box_face() -> tuple[torch.Tensor, torch.Tensor]:
+    """K = 4: a box 4 wide and 9 high (area 36, so 6); eyes 0 and 1 are 4 apart; points 2 and 3 are
+    sqrt(65) apart. Point errors 0, 3, 0 and 5 (3-4-5): mean 2."""
+    target = torch.tensor([[[0.0, 0.0], [4.0, 0.0], [2.0, 9.0], [1.0, 1.0]]])
+    pred = torch.tensor([[[0.0, 0.0], [4.0, 3.0], [2.0, 9.0], [4.0, 5.0]]])
+    return pred, target
+
+
+def test_normalizing_distance_by_hand() -> None:
+    _, target = _box_face()
+    assert normalizing_distance(target, "inter_ocular", (0, 1)).tolist() == pytest.approx([4.0])
+    assert normalizing_distance(target, "inter_pupil", (2, 3)).tolist() == pytest.approx([math.sqrt(65.0)])
+    assert normalizing_distance(target, "box").tolist() == pytest.approx([6.0])
+    # Unlabelled points are not in the box (nor read): without point 2 the box is 4 x 1.
+    holey = target.clone()
+    holey[0, 2] = float("nan")
+    mask = torch.tensor([[True, True, False, True]])
+    assert normalizing_distance(holey, "box", mask=mask).tolist() == pytest.approx([2.0])
+    assert torch.isnan(normalizing_distance(holey, "inter_pupil", (2, 3), mask)).all()
+
+
+def test_nme_modes_by_hand() -> None:
+    pred, target = _box_face()
+    assert nme(pred, target, (0, 1)).tolist() == pytest.approx([2.0 / 4.0])
+    assert nme(pred, target, (2, 3)).tolist() == pytest.approx([2.0 / math.sqrt(65.0)])
+    assert nme(pred, target, "box").tolist() == pytest.approx([2.0 / 6.0])
+    # Point 2 unlabelled: errors 0, 3, 5 -> mean 8/3; box 4 x 1 -> 2.
+    mask = torch.tensor([[True, True, False, True]])
+    assert nme(pred, target, "box", mask).tolist() == pytest.approx([4.0 / 3.0])
+
+
+def test_box_nme_is_scale_and_translation_free() -> None:
+    pred, target = _faces(5)
+    base = nme(pred, target, "box")
+    moved = nme(pred * 112.0 + 3.0, target * 112.0 + 3.0, "box")
+    assert torch.allclose(moved, base, rtol=1e-5)
+
+
+def test_box_unscored_and_flat_faces() -> None:
+    pred, target = _faces(3, k=4)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[1, 1:] = False  # a single labelled point: no box
+    target[1, 1:] = float("nan")
+    got = nme(pred, target, "box", mask)
+    assert torch.isnan(got).tolist() == [False, True, False]
+    target[2, :, 1] = 0.5  # every point on one horizontal line: zero area
+    with pytest.raises(ValueError, match=r"box area in samples \[2\]"):
+        nme(pred, target, "box", mask)
+
+
+def test_normalizing_distance_rejects_bad_arguments() -> None:
+    _, target = _box_face()
+    with pytest.raises(ValueError, match="mode"):
+        normalizing_distance(target, "eyes", (0, 1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no point indices"):
+        normalizing_distance(target, "box", (0, 1))
+    with pytest.raises(ValueError, match="pair"):
+        normalizing_distance(target, "inter_pupil")
+    with pytest.raises(ValueError, match="distinct"):
+        normalizing_distance(target, "inter_ocular", (1, 1))
+    with pytest.raises(ValueError, match="pair of point indices or 'box'"):
+        nme(target, target, "inter_ocular")  # type: ignore[arg-type]
+
+
+def test_resolve_normalization() -> None:
+    assert resolve_normalization("inter_ocular", [36, 45]) == (36, 45)
+    assert resolve_normalization("inter_pupil", (96, 97)) == (96, 97)
+    assert resolve_normalization("box", [36, 45]) == "box"
+    assert resolve_normalization("box", None) == "box"
+    with pytest.raises(ValueError, match="pair"):
+        resolve_normalization("inter_pupil", None)
+    with pytest.raises(ValueError, match="mode"):
+        resolve_normalization("bbox", [0, 1])
+
+
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
+def test_metric_with_box_normalization() -> None:
+    p1, t1 = _faces(6, seed=7)
+    p2, t2 = _faces(4, seed=8)
+    metric = NMEMetric("box", failure_threshold=0.05)
+    assert metric.normalization == "box"
+    metric.update(p1, t1)
+    metric.update(p2, t2)
+    expected = nme(torch.cat([p1, p2]), torch.cat([t1, t2]), "box")
+    torch.testing.assert_close(metric.per_face(), expected)
+    assert metric.compute()["nme"].item() == pytest.approx(expected.mean().item(), rel=1e-6)
+    assert not torch.allclose(expected, nme(torch.cat([p1, p2]), torch.cat([t1, t2]), (0, 3)))
+    with pytest.raises(ValueError, match="'box'"):
+        NMEMetric("inter_ocular")  # type: ignore[arg-type]

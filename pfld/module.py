@@ -11,7 +11,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from pfld.metrics import NMEMetric, nme
+from pfld.losses import pose_loss
+from pfld.metrics import NMEMetric, PoseErrorMetric, nme, resolve_normalization
 from pfld.models import PFLD
 
 
@@ -33,8 +34,17 @@ class PFLDModule(L.LightningModule):
         scheduler: config of a ``_partial_`` schedule called with ``(optimizer, total_steps=...)``,
             stepped every optimizer step; or None.
         data: what a deployed model must know about its input: ``input_size``, ``crop_scale``,
-            ``mean``, ``std``, ``scheme`` (name), ``num_points``, ``normalization`` (the NME's eye indices).
+            ``mean``, ``std``, ``scheme`` (name), ``num_points``, ``normalization`` (a pair of point
+            indices: the eye corners, or the pupils for inter_pupil) and ``normalization_mode``
+            ("inter_ocular", "inter_pupil" or "box"; absent in older checkpoints: "inter_ocular").
         channels_last: run convolutions in NHWC (1.5x faster for PFLD's depthwise layers on CPU).
+
+    Validation logs ``val/loss``, ``val/nme``, ``val/failure_rate``, ``val/auc`` (and ``val/unscored``
+    when faces could not be normalised) and, with the auxiliary net, the head-pose errors in degrees
+    ``val/yaw_mae``, ``val/pitch_mae``, ``val/roll_mae`` and their mean ``val/pose_mae`` (over the
+    faces with a valid pose). Training logs ``train/loss``, ``train/nme`` and, when the loss has a pose
+    term, ``train/pose_loss`` (unweighted). An auxiliary net that the loss does not train (a point loss
+    with ``pose_weight`` 0) is frozen: its angles are still predicted and scored, from its initial weights.
     """
 
     def __init__(
@@ -55,16 +65,25 @@ class PFLDModule(L.LightningModule):
                 "scheduler": _plain(scheduler),
                 "data": _plain(data),
                 "channels_last": channels_last,
-            }
+            },
+            logger=False,  # train() logs the whole resolved config; this would overwrite its `data` entry
         )
         self.model: PFLD = instantiate(self.hparams.model)
         self.loss = instantiate(self.hparams.loss)
-        self.normalization = tuple(self.hparams.data["normalization"])
+        data = self.hparams.data
+        self.normalization_mode: str = data.get("normalization_mode", "inter_ocular")
+        # (i, j) or "box": the `nme` argument
+        self.normalization = resolve_normalization(self.normalization_mode, data["normalization"])
         if self.model.num_points != self.hparams.data["num_points"]:
             raise ValueError(
                 f"model has {self.model.num_points} points but the data has {self.hparams.data['num_points']}"
             )
         self.val_metric = NMEMetric(self.normalization)
+        self.val_pose_metric = PoseErrorMetric() if self.model.auxiliary is not None else None
+        if self.model.auxiliary is not None and not getattr(self.loss, "uses_pose", True):
+            # A pose net the loss does not train gets no gradient anyway; frozen, it is left out of the
+            # optimiser and DDP does not stop on parameters unused by the loss.
+            self.model.auxiliary.requires_grad_(False)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
 
@@ -85,7 +104,10 @@ class PFLDModule(L.LightningModule):
     def _layout(self, images: torch.Tensor) -> torch.Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
 
-    def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _shared_step(
+        self, batch: dict[str, torch.Tensor], stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Loss, (B, K, 2) landmarks and (B, 3) angles in radians (None without the auxiliary net)."""
         images = self._layout(batch["image"])
         if self.model.auxiliary is not None:
             landmarks, angles = self.model.forward_with_pose(images)  # (B, K, 2), (B, 3) radians
@@ -107,29 +129,57 @@ class PFLDModule(L.LightningModule):
             on_step=stage == "train",
             on_epoch=True,
             batch_size=len(images),
+            sync_dist=True,  # means over every process (a scalar all-reduce; nothing on one process)
         )
-        return loss, landmarks
+        return loss, landmarks, angles
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, landmarks = self._shared_step(batch, "train")
+        loss, landmarks, angles = self._shared_step(batch, "train")
+        if angles is not None and getattr(self.loss, "pose_weight", 0.0) > 0:  # a point loss's pose term
+            with torch.no_grad():
+                pose = pose_loss(angles.detach(), batch["angles"], batch["pose_valid"])
+            self.log(
+                "train/pose_loss",
+                pose,
+                on_step=False,
+                on_epoch=True,
+                batch_size=len(landmarks),
+                sync_dist=True,
+            )
         with torch.no_grad():
             errors = nme(landmarks.detach(), batch["landmarks"], self.normalization, batch["visible"])
             batch_nme = errors.nanmean()
-        self.log("train/nme", batch_nme, on_step=False, on_epoch=True, batch_size=len(landmarks))
+        self.log(
+            "train/nme", batch_nme, on_step=False, on_epoch=True, batch_size=len(landmarks), sync_dist=True
+        )
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        _, landmarks = self._shared_step(batch, "val")
+        _, landmarks, angles = self._shared_step(batch, "val")
         self.val_metric.update(landmarks, batch["landmarks"], batch["visible"])
+        if self.val_pose_metric is not None and angles is not None:
+            self.val_pose_metric.update(angles, batch["angles"], batch["pose_valid"])
 
     def on_validation_epoch_end(self) -> None:
-        results = self.val_metric.compute()
-        self.log("val/nme", results["nme"], prog_bar=True)
-        self.log("val/failure_rate", results["failure_rate"])
-        self.log("val/auc", results["auc"])
+        results = self.val_metric.compute()  # over every process
+        self._log_synced("val/nme", results["nme"], prog_bar=True)
+        self._log_synced("val/failure_rate", results["failure_rate"])
+        self._log_synced("val/auc", results["auc"])
         if results["unscored"] > 0:  # faces whose normalisation points are not both labelled
-            self.log("val/unscored", results["unscored"].float())
+            self._log_synced("val/unscored", results["unscored"].float())
         self.val_metric.reset()
+        if self.val_pose_metric is not None:
+            pose = self.val_pose_metric.compute()  # over every process
+            if pose["faces"] > 0:
+                for name in ("yaw_mae", "pitch_mae", "roll_mae", "pose_mae"):
+                    self._log_synced(f"val/{name}", pose[name].float())
+            self.val_pose_metric.reset()
+
+    def _log_synced(self, name: str, value: torch.Tensor, prog_bar: bool = False) -> None:
+        """Log a value that torchmetrics already synchronised, so it is the same on every process.
+        ``max`` over processes keeps it exact (a mean over 3 processes may round) and tells Lightning it
+        is synchronised (it warns about epoch-level values logged without ``sync_dist``)."""
+        self.log(name, value, prog_bar=prog_bar, sync_dist=True, reduce_fx="max")
 
     def configure_optimizers(self) -> dict[str, Any]:
         decay, no_decay = [], []

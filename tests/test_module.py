@@ -1,0 +1,148 @@
+"""PFLDModule: the NME normalisation it builds from its data description, the auxiliary pose term's
+gradients, and the validation metrics it logs (a fast_dev_run on the embedded sample)."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from pfld.data.attributes import FACE_CLASSES
+from pfld.metrics import PoseErrorMetric
+from pfld.module import PFLDModule
+from pfld.training import data_description
+from tests.conftest import compose_train
+
+#: The data description of a checkpoint written before ``normalization_mode`` existed.
+OLD_DATA = {
+    "input_size": 112,
+    "crop_scale": 1.2,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "scheme": "ibug68",
+    "num_points": 68,
+    "normalization": [36, 45],
+    "coordinates": "x, y in [0, 1] of the square crop",
+}
+
+
+def _module(tmp_path, overrides: list[str] | None = None, data: dict | None = None) -> PFLDModule:
+    cfg = compose_train(overrides or [], tmp_path)
+    return PFLDModule(cfg.model, cfg.loss, cfg.optimizer, data or OLD_DATA, cfg.scheduler)
+
+
+def test_old_checkpoints_load_with_inter_ocular_normalization(tmp_path):
+    module = _module(tmp_path)
+    assert module.normalization_mode == "inter_ocular" and module.normalization == (36, 45)
+    assert module.val_metric.normalization == (36, 45)
+    path = tmp_path / "old.ckpt"
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": L.__version__,
+        },
+        path,
+    )
+    restored = PFLDModule.load_from_checkpoint(path, map_location="cpu")
+    assert restored.normalization == (36, 45) and "normalization_mode" not in restored.hparams.data
+
+
+@pytest.mark.parametrize(
+    ("mode", "pair", "expected"),
+    [("inter_ocular", [36, 45], (36, 45)), ("inter_pupil", [1, 2], (1, 2)), ("box", [36, 45], "box")],
+)
+def test_metric_follows_normalization_mode(tmp_path, mode, pair, expected):
+    module = _module(tmp_path, data=OLD_DATA | {"normalization": pair, "normalization_mode": mode})
+    assert module.normalization_mode == mode
+    assert module.normalization == expected == module.val_metric.normalization
+
+
+def test_unknown_normalization_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="normalization mode"):
+        _module(tmp_path, data=OLD_DATA | {"normalization_mode": "inter_eye"})
+
+
+def test_data_description_records_the_mode(tmp_path):
+    for mode in ("inter_ocular", "box"):
+        cfg = compose_train(["debug=fast", f"data.normalization={mode}"], tmp_path)
+        description = data_description(instantiate(cfg.data))  # no setup needed
+        assert description["normalization"] == [36, 45]  # ibug68's eye corners, also for box
+        assert description["normalization_mode"] == mode
+
+
+def _batch(b: int = 4, k: int = 68) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    classes = torch.zeros(b, len(FACE_CLASSES), dtype=torch.bool)
+    classes[:, 1] = True
+    return {
+        "image": torch.randn(b, 3, 112, 112, generator=g),
+        "landmarks": torch.rand(b, k, 2, generator=g),
+        "visible": torch.ones(b, k, dtype=torch.bool),
+        "angles": (torch.rand(b, 3, generator=g) - 0.5),
+        "pose_valid": torch.tensor([True, False, True, True][:b]),
+        "classes": classes,
+    }
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")
+@pytest.mark.parametrize("pose_weight", [0.0, 0.5])
+def test_pose_weight_trains_the_auxiliary_net(tmp_path, pose_weight):
+    module = _module(tmp_path, [f"loss.pose_weight={pose_weight}", "scheduler=none"])
+    assert module.loss.pose_weight == pose_weight
+    module.training_step(_batch(), 0).backward()
+    auxiliary = list(module.model.auxiliary.parameters())
+    head = list(module.model.head.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head)
+    trained = [p.grad is not None and p.grad.abs().sum() > 0 for p in auxiliary]
+    assert all(trained) if pose_weight > 0 else not any(trained)
+    # Untrained, it is frozen: out of the optimiser, and no unused parameters to stop DDP.
+    assert all(p.requires_grad == (pose_weight > 0) for p in auxiliary)
+    optimised = {
+        id(p) for group in module.configure_optimizers()["optimizer"].param_groups for p in group["params"]
+    }
+    assert all((id(p) in optimised) == (pose_weight > 0) for p in auxiliary)
+
+
+def test_validation_logs_pose_errors_in_degrees(tmp_path):
+    cfg = compose_train(["debug=fast", "data.batch_size=16"], tmp_path)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    module = PFLDModule(cfg.model, cfg.loss, cfg.optimizer, data_description(datamodule), cfg.scheduler)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        fast_dev_run=True,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    logged = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    names = ("yaw_mae", "pitch_mae", "roll_mae")
+    assert {"val/nme", "val/pose_mae", *(f"val/{n}" for n in names)} <= set(logged)
+    # The same batch, by hand: the auxiliary net's angles against the targets, in degrees.
+    batch = next(iter(datamodule.val_dataloader()))
+    module.eval()
+    with torch.no_grad():
+        _, angles = module.model.forward_with_pose(batch["image"])
+    assert batch["pose_valid"].any()
+    expected = PoseErrorMetric()
+    expected.update(angles, batch["angles"], batch["pose_valid"])
+    want = expected.compute()
+    for name in (*names, "pose_mae"):
+        assert logged[f"val/{name}"] == pytest.approx(want[name].item(), rel=1e-5, abs=1e-4)
+        assert 0.0 <= logged[f"val/{name}"] <= 180.0
+    assert math.isclose(logged["val/pose_mae"], sum(logged[f"val/{n}"] for n in names) / 3, rel_tol=1e-5)
+
+
+def test_the_pfld_loss_trains_the_auxiliary_net(tmp_path):
+    module = _module(tmp_path, ["loss=pfld"])
+    assert all(p.requires_grad for p in module.model.auxiliary.parameters())
+
+
+def test_no_pose_metric_without_the_auxiliary_net(tmp_path):
+    module = _module(tmp_path, ["model.auxiliary=false"])
+    assert module.val_pose_metric is None

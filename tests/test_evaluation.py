@@ -1,10 +1,24 @@
+"""Evaluation: prediction with any predictor, subsets of the validation set, scores, tables, pictures."""
+
+from functools import partial
+
+import numpy as np
+import pytest
 import torch
 from torch import nn
 
-from pfld.data.datamodule import LandmarkDataModule
+from pfld.data.datamodule import LandmarkDataModule, source_names, subset_masks
 from pfld.data.readers import read_landmark_csv
 from pfld.data.schemes import ibug_68
-from pfld.evaluation import predict, write_report
+from pfld.data.store import load_faces
+from pfld.evaluation import (
+    face_grid,
+    metrics_table,
+    pose_mae,
+    predict,
+    worst_and_median,
+    write_report,
+)
 from pfld.training import mean_shape_nme
 
 
@@ -19,34 +33,126 @@ class MeanShape(nn.Module):
         return self.mean.expand(len(images), -1, -1)
 
 
-def test_report_of_the_mean_shape_matches_the_baseline(tmp_path, embedded_dir):
-    datamodule = LandmarkDataModule(
+@pytest.fixture(scope="module")
+def datamodule(embedded_dir) -> LandmarkDataModule:
+    """64 training faces; 40 validation faces from two sources of 20 (like 300W's common, challenging)."""
+    val = read_landmark_csv(embedded_dir / "val.csv")
+    module = LandmarkDataModule(
         train=[lambda: read_landmark_csv(embedded_dir / "train.csv")[:64]],
-        val=[lambda: read_landmark_csv(embedded_dir / "val.csv")[:40]],
+        val=[lambda: val[:20], lambda: val[20:40]],
+        val_names=["common", "challenging"],
         scheme=ibug_68(),
         batch_size=16,
         num_workers=0,
     )
-    datamodule.setup("fit")
+    module.setup("fit")
+    return module
+
+
+def test_report_of_the_mean_shape_matches_the_baseline(tmp_path, datamodule):
     model = MeanShape(torch.from_numpy(datamodule.mean_shape()))
     out = predict(model, datamodule.val_dataloader())
     assert out["predictions"].shape == out["landmarks"].shape == (40, 68, 2)
     assert out["visible"].shape == (40, 68) and out["classes"].shape == (40, 6)
+    assert out["angles"].shape == (40, 3) and out["pose_valid"].shape == (40,) and "pose" not in out
     report = write_report(model, datamodule.val_dataloader(), (36, 45), tmp_path)
     assert abs(report["nme"] - mean_shape_nme(datamodule)) < 1e-6
     assert (tmp_path / "val_ced.png").stat().st_size > 1000
     assert (tmp_path / "val_predictions.png").stat().st_size > 1000
     # every face is profile or frontal, so those two groups' face-weighted NMEs average to the total
     groups = report["by_group"]
+    assert groups["all"]["faces"] == 40 and groups["all"]["nme"] == pytest.approx(report["nme"])
     assert groups["frontal"]["faces"] + groups.get("profile", {"faces": 0})["faces"] == 40
     weighted = sum(groups[g]["nme"] * groups[g]["faces"] for g in ("frontal", "profile") if g in groups)
     assert abs(weighted / 40 - report["nme"]) < 1e-6
     assert "| frontal |" in (tmp_path / "val_groups.md").read_text()
 
 
-def test_denormalize_gives_back_the_crop(embedded_dir):
-    import numpy as np
+def test_report_breaks_down_by_validation_source(tmp_path, datamodule):
+    subsets = datamodule.val_subsets
+    assert list(subsets) == ["common", "challenging"]
+    assert (
+        subsets["common"][:20].all()
+        and not subsets["common"][20:].any()
+        and subsets["challenging"].sum() == 20
+    )
+    model = MeanShape(torch.from_numpy(datamodule.mean_shape()))
+    report = write_report(model, datamodule.val_dataloader(), (36, 45), tmp_path, subsets=subsets)
+    common, challenging = report["by_group"]["subset:common"], report["by_group"]["subset:challenging"]
+    assert common["faces"] == challenging["faces"] == 20
+    assert (common["nme"] + challenging["nme"]) / 2 == pytest.approx(report["nme"])
+    assert "| subset:challenging | 20 |" in (tmp_path / "val_groups.md").read_text()
 
+
+def test_sources_are_named_by_their_split_folder_or_file():
+    sources = [
+        partial(load_faces, folder="data/300w/common"),
+        partial(load_faces, folder="data/300w/challenging"),
+        partial(read_landmark_csv, csv_path="data/embedded/val.csv"),
+        partial(read_landmark_csv, csv_path="other/val.csv"),
+        list,
+    ]
+    assert source_names(sources) == ["common", "challenging", "val", "val_2", "val4"]
+    masks = subset_masks(["a", "b"], [2, 3])
+    assert masks["a"].tolist() == [True, True, False, False, False] and masks["b"].sum() == 3
+
+
+def test_val_names_must_match_the_sources(embedded_dir):
+    with pytest.raises(ValueError, match="2 names for 1 val sources"):
+        LandmarkDataModule(train=[list], val=[list], val_names=["a", "b"], scheme=ibug_68())
+
+
+def test_any_callable_predicts_like_the_module(datamodule):
+    """An ONNX session wrapped in a function returns numpy arrays on CPU tensors: the same results."""
+    model = MeanShape(torch.from_numpy(datamodule.mean_shape()))
+    loader = datamodule.val_dataloader()
+    expected = predict(model, loader)["predictions"]
+    got = predict(lambda images: model(images).detach().numpy(), loader)["predictions"]
+    assert torch.equal(got, expected)
+
+
+def test_pose_errors_in_degrees_over_faces_with_a_pose():
+    out = {
+        "pose": torch.deg2rad(torch.tensor([[10.0, 0.0, -5.0], [0.0, 0.0, 0.0], [179.0, 0.0, 0.0]])),
+        "angles": torch.deg2rad(torch.tensor([[0.0, 4.0, 5.0], [90.0, 90.0, 90.0], [-179.0, 2.0, 0.0]])),
+        "pose_valid": torch.tensor([True, False, True]),
+    }
+    mae = pose_mae(out)
+    assert mae["faces"] == 2
+    assert mae["yaw"] == pytest.approx(6.0) and mae["pitch"] == pytest.approx(3.0)  # 179 vs -179: 2 deg
+    assert mae["roll"] == pytest.approx(5.0)
+    assert pose_mae({k: v for k, v in out.items() if k != "pose"}) is None
+
+
+def test_metrics_table_has_the_headline_metrics_and_groups():
+    summary = {
+        "nme": 0.05,
+        "failure_rate": 0.03,
+        "auc": 0.5,
+        "threshold": 0.1,
+        "faces": 10,
+        "unscored": 1,
+        "by_group": {"all": {"nme": 0.05, "faces": 9.0}},
+        "pose_mae_deg": {"yaw": 3.0, "pitch": 2.0, "roll": 1.0, "faces": 9.0},
+    }
+    table = metrics_table(summary)
+    for row in ("| NME | 0.0500 |", "| FR@0.1 | 3.00% |", "| AUC@0.1 | 0.5000 |", "| all | 9 | 0.0500 |"):
+        assert row in table
+    assert "| yaw MAE (deg, 9 faces) | 3.00 |" in table
+
+
+def test_worst_and_median_faces_skip_unscored_ones(datamodule):
+    errors = torch.tensor([0.5, float("nan"), 0.1, 0.3, 0.2, 0.9, 0.4])
+    picks = worst_and_median(errors, 2)
+    assert picks["worst"] == [5, 0] and 1 not in picks["median"] and len(picks["median"]) == 2
+    dataset = datamodule.val_dataloader().dataset
+    predictions = torch.from_numpy(np.repeat(datamodule.mean_shape()[None], 7, axis=0))
+    grid = face_grid(dataset, predictions, errors, count=2)
+    side = 2 * datamodule.input_size
+    assert grid.dtype == np.uint8 and grid.shape[1] == 2 * side and grid.shape[0] > 2 * side
+
+
+def test_denormalize_gives_back_the_crop(embedded_dir):
     from pfld.data.cache import build_face_cache
     from pfld.data.dataset import LandmarkDataset
     from pfld.data.preview import denormalize

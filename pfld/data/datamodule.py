@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -24,6 +25,9 @@ NORMALIZATIONS: tuple[str, ...] = ("inter_ocular", "inter_pupil", "box")
 #: (`pfld.data.store.load_faces`), with its arguments bound.
 FaceSource = Callable[[], "list[FaceRecord] | FaceCache"]
 
+#: Bound arguments that name a source, first found wins (see `source_names`).
+SOURCE_NAME_KEYS: tuple[str, ...] = ("split", "folder", "csv_path", "json_path", "annotation_file")
+
 
 class LandmarkDataModule(L.LightningDataModule):
     """Training and validation faces from any number of annotation sources.
@@ -33,6 +37,10 @@ class LandmarkDataModule(L.LightningDataModule):
             (`pfld.data.store.load_faces`, made by ``python -m data``) or readers of `pfld.data.readers`,
             whose faces are then cropped in memory at every run (fine for small sets).
         val: the same for validation; if empty, ``val_fraction`` of the training identities are held out.
+            Each source is a subset of the validation faces (`val_subsets`), e.g. 300W's common and
+            challenging sets.
+        val_names: names of the ``val`` sources in reports; by default each source's folder name
+            (prepared splits) or file stem (CSV readers), made unique.
         scheme: what the points mean (flip partners, eye corners, pose reference points).
         num_points: K the rest of the config (the model) expects; must equal the scheme's.
         input_size: side of the model's input in pixels.
@@ -64,6 +72,7 @@ class LandmarkDataModule(L.LightningDataModule):
         head_pitch_deg: float = 20.0,
         normalization: str = "inter_ocular",
         seed: int = 0,
+        val_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if not train:
@@ -82,6 +91,11 @@ class LandmarkDataModule(L.LightningDataModule):
         if input_size % 16 or input_size < 64:
             raise ValueError(f"input_size must be a multiple of 16 and at least 64, got {input_size}")
         self.train_sources, self.val_sources = list(train), list(val)
+        if val_names is not None and len(val_names) != len(self.val_sources):
+            raise ValueError(
+                f"data.val_names has {len(val_names)} names for {len(self.val_sources)} val sources"
+            )
+        self.val_names = list(val_names) if val_names is not None else source_names(self.val_sources)
         self.scheme = scheme
         self.val_fraction, self.seed = val_fraction, seed
         self.input_size, self.crop_scale, self.margin = input_size, crop_scale, margin
@@ -95,13 +109,18 @@ class LandmarkDataModule(L.LightningDataModule):
         self.profile_yaw_deg, self.head_pitch_deg = profile_yaw_deg, head_pitch_deg
         self.train_faces: FaceCache | None = None
         self.val_faces: FaceCache | None = None
+        #: name -> (N,) bool: which validation faces came from each ``val`` source (empty when the
+        #: validation faces are held out of the training sources)
+        self.val_subsets: dict[str, np.ndarray] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_faces is not None:
             return
         train = self._gather(self.train_sources, "train")
         if self.val_sources:
-            val = self._gather(self.val_sources, "val")
+            parts = self._gather_each(self.val_sources, "val")
+            val = concat_faces(parts)
+            self.val_subsets = subset_masks(self.val_names, [len(part) for part in parts])
         else:
             train_indices, val_indices = split_by_identity(train.identities, self.val_fraction, self.seed)
             train, val = train.subset(train_indices), train.subset(val_indices)
@@ -114,6 +133,10 @@ class LandmarkDataModule(L.LightningDataModule):
 
     def _gather(self, sources: Sequence[FaceSource], split: str) -> FaceCache:
         """All faces of a split, at this module's input size, as one `FaceCache`."""
+        return concat_faces(self._gather_each(sources, split))
+
+    def _gather_each(self, sources: Sequence[FaceSource], split: str) -> list[FaceCache]:
+        """The faces of each source of a split, at this module's input size, in source order."""
         caches = []
         for source in sources:
             faces = source()
@@ -140,7 +163,7 @@ class LandmarkDataModule(L.LightningDataModule):
             )
         if not caches:
             raise ValueError(f"the {split} split is empty")
-        return concat_faces(caches)
+        return caches
 
     def _check_prepared(self, faces: FaceCache, split: str) -> FaceCache:
         where = f"{split} faces prepared from {faces.sources[0] if len(faces) else '?'}"
@@ -214,4 +237,32 @@ class LandmarkDataModule(L.LightningDataModule):
         return faces
 
 
-__all__ = ["FACE_CLASSES", "LandmarkDataModule"]
+def source_names(sources: Sequence[FaceSource]) -> list[str]:
+    """A unique name for each source, from its bound arguments: a reader's ``split`` (300W's common,
+    WFLW's test), the name of a prepared split's ``folder``, the stem of an annotation file, else
+    ``val<i>``; repeats get ``_2``, ``_3``..."""
+    names: list[str] = []
+    for index, source in enumerate(sources):
+        keywords = getattr(source, "keywords", {}) or {}
+        location = next((keywords[k] for k in SOURCE_NAME_KEYS if k in keywords), None)
+        base = Path(str(location)).stem if location is not None else f"val{index}"
+        name, repeat = base, 1
+        while name in names:
+            repeat += 1
+            name = f"{base}_{repeat}"
+        names.append(name)
+    return names
+
+
+def subset_masks(names: Sequence[str], sizes: Sequence[int]) -> dict[str, np.ndarray]:
+    """name -> (sum(sizes),) bool, True for the faces of that consecutive block."""
+    total, start, masks = sum(sizes), 0, {}
+    for name, size in zip(names, sizes, strict=True):
+        mask = np.zeros(total, dtype=bool)
+        mask[start : start + size] = True
+        masks[name] = mask
+        start += size
+    return masks
+
+
+__all__ = ["FACE_CLASSES", "LandmarkDataModule", "source_names", "subset_masks"]

@@ -1,0 +1,36 @@
+"""Evaluate a landmark model: predict over a loader, score (NME, FR, AUC, by group, head pose), draw
+(CED curve, worst and median faces) and write the report; `evaluate` does it for a checkpoint.
+
+Modules: `predictions` (any predictor: a module, a PFLD with its pose net, later an ONNX session),
+`scores`, `figures`, `report` (what training and `evaluate.py` write), `checkpoint` (the entry's work).
+"""
+
+from pfld.evaluation.figures import face_grid, figure_pixels, worst_and_median
+from pfld.evaluation.predictions import Predictor, pose_predictor, predict
+from pfld.evaluation.report import write_report
+from pfld.evaluation.scores import (
+    face_errors,
+    face_groups,
+    group_table,
+    metrics_table,
+    nme_by_group,
+    pose_mae,
+    summarize,
+)
+
+__all__ = [
+    "Predictor",
+    "face_errors",
+    "face_grid",
+    "face_groups",
+    "figure_pixels",
+    "group_table",
+    "metrics_table",
+    "nme_by_group",
+    "pose_mae",
+    "pose_predictor",
+    "predict",
+    "summarize",
+    "worst_and_median",
+    "write_report",
+]

@@ -15,8 +15,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.data.schemes import LandmarkScheme
 from pfld.evaluation import group_table, write_report
-from pfld.metrics import nme
+from pfld.metrics import nme, resolve_normalization
 from pfld.module import PFLDModule
+from pfld.tracking import finish_wandb, write_metrics
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -32,7 +33,8 @@ def mean_shape_nme(datamodule: LandmarkDataModule) -> float:
     target = torch.from_numpy(np.nan_to_num(faces.unit_landmarks(), nan=0.5))  # (N, K, 2)
     mean = torch.from_numpy(datamodule.mean_shape()).expand_as(target)
     visible = torch.from_numpy(faces.visible)
-    return float(nme(mean, target, datamodule.scheme.normalization, visible).nanmean())
+    normalization = resolve_normalization(datamodule.normalization, _normalization_pair(datamodule))
+    return float(nme(mean, target, normalization, visible).nanmean())
 
 
 def switch_off_pose_if_unavailable(cfg: DictConfig, scheme: LandmarkScheme) -> None:
@@ -51,8 +53,25 @@ def switch_off_pose_if_unavailable(cfg: DictConfig, scheme: LandmarkScheme) -> N
             cfg.model.auxiliary = False
 
 
+def _normalization_pair(datamodule: LandmarkDataModule) -> tuple[int, int]:
+    """The point pair of the NME: the pupils for inter_pupil, else the outer eye corners (also for "box",
+    which does not use it, so that export and inference always find a pair)."""
+    scheme = datamodule.scheme
+    if datamodule.normalization == "inter_pupil":
+        if scheme.pupils is None:
+            raise ValueError(
+                f"normalization is inter_pupil but the scheme {scheme.name!r} declares no pupils"
+            )
+        return scheme.pupils
+    return scheme.eye_corners
+
+
 def data_description(datamodule: LandmarkDataModule) -> dict[str, Any]:
-    """What a checkpoint must carry to be used without this config."""
+    """What a checkpoint must carry to be used without this config.
+
+    ``normalization`` is the NME's pair of points (see `_normalization_pair`) and ``normalization_mode``
+    what divides the NME: "inter_ocular", "inter_pupil" or "box" (see `pfld.metrics.normalizing_distance`).
+    """
     return {
         "input_size": datamodule.input_size,
         "crop_scale": datamodule.crop_scale,
@@ -60,7 +79,8 @@ def data_description(datamodule: LandmarkDataModule) -> dict[str, Any]:
         "std": list(datamodule.std),
         "scheme": datamodule.scheme.name,
         "num_points": datamodule.scheme.num_points,
-        "normalization": list(datamodule.scheme.normalization),
+        "normalization": list(_normalization_pair(datamodule)),
+        "normalization_mode": datamodule.normalization,
         "coordinates": "x, y in [0, 1] of the square crop (see pfld.data.crop)",
     }
 
@@ -103,7 +123,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in results[0].items()})
         metrics["best_checkpoint"] = checkpoint.best_model_path  # type: ignore[assignment]
         report = write_report(
-            module, datamodule.val_dataloader(), datamodule.scheme.normalization, cfg.paths.output_dir
+            module,
+            datamodule.val_dataloader(),
+            module.normalization,
+            cfg.paths.output_dir,
+            subsets=datamodule.val_subsets,
         )
         metrics |= {f"val/nme_{group}": row["nme"] for group, row in report["by_group"].items()}
         print(
@@ -113,7 +137,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["val/nme_mean_shape"] = mean_shape_nme(datamodule)
     if "val/nme" in metrics:
         print(
-            f"\nval/nme {metrics['val/nme']:.4f} (inter-ocular, {len(datamodule.val_faces)} faces); "
+            f"\nval/nme {metrics['val/nme']:.4f} ({module.normalization_mode}, "
+            f"{len(datamodule.val_faces)} faces); "
             f"mean-shape baseline {metrics['val/nme_mean_shape']:.4f}"
         )
+    write_metrics(metrics, cfg.paths.output_dir)  # metrics.json: read by the multirun summary (pfld.sweep)
+    finish_wandb(loggers)  # else the next run of a multirun in this process logs into this wandb run
     return metrics

@@ -38,8 +38,8 @@ def mean_shape_nme(datamodule: LandmarkDataModule) -> float:
 
 
 def switch_off_pose_if_unavailable(cfg: DictConfig, scheme: LandmarkScheme) -> None:
-    """A scheme without pose reference points has no Euler-angle targets: drop the auxiliary branch
-    (with a message), and refuse the PFLD loss, which needs them."""
+    """A scheme without pose reference points has no Euler-angle targets: drop the auxiliary branch and
+    a point loss's pose term (with a message), and refuse the PFLD loss, which needs them."""
     if scheme.has_pose:
         return
     if "PFLDLoss" in str(cfg.loss.get("_target_", "")):
@@ -51,6 +51,9 @@ def switch_off_pose_if_unavailable(cfg: DictConfig, scheme: LandmarkScheme) -> N
         print(f"scheme {scheme.name!r} declares no pose reference points: the pose branch is switched off")
         with open_dict(cfg):
             cfg.model.auxiliary = False
+    if cfg.loss.get("pose_weight", 0.0):
+        with open_dict(cfg):
+            cfg.loss.pose_weight = 0.0
 
 
 def _normalization_pair(datamodule: LandmarkDataModule) -> tuple[int, int]:

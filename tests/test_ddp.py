@@ -6,8 +6,9 @@ Validation split: 40 faces of the embedded sample, 20 per process. Lightning giv
 the number of processes by repeating faces, which would count them twice, so the face count is a
 multiple of 2 (the batch size need not divide the share: the last batch of each process is short).
 
-The fit uses the default loss (L1 with ``pose_weight`` 0), whose untrained pose net the module freezes:
-otherwise DDP stops on parameters that get no gradient. Each test takes about 10 s on 2 CPU cores.
+The fit runs with the default loss (L1 plus the pose term, ``pose_weight`` 1) and with ``pose_weight`` 0,
+whose untrained pose net the module freezes: otherwise DDP stops on parameters that get no gradient.
+Each run takes about 7 s on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -114,9 +115,11 @@ def test_two_processes_give_the_metrics_of_one(tmp_path, capfd):
     assert "sync_dist=True" not in err
 
 
-def test_two_process_fit_writes_each_checkpoint_once_and_logs_once(tmp_path):
+@pytest.mark.parametrize("pose_weight", [1.0, 0.0])
+def test_two_process_fit_writes_each_checkpoint_once_and_logs_once(tmp_path, pose_weight):
     record = tmp_path / "saves.txt"
     overrides = [
+        f"loss.pose_weight={pose_weight}",
         "logger=csv",
         "validate_best=false",
         "data.num_workers=0",

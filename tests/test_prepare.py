@@ -161,7 +161,7 @@ def test_training_on_partially_labelled_faces_without_pose(tmp_path, capsys):
     cfg = compose_train(["debug=fast", *data, f"data.scheme.name_or_path={five}"], tmp_path / "five")
     train(cfg)
     assert "declares no pose reference points: the pose branch is switched off" in capsys.readouterr().out
-    assert cfg.model.auxiliary is False
+    assert cfg.model.auxiliary is False and cfg.loss.pose_weight == 0.0
     with pytest.raises(ValueError, match="no pose reference points.*loss=l1"):
         train(compose_train(["debug=fast", "loss=pfld", *data, f"data.scheme.name_or_path={five}"], tmp_path))
 

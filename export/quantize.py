@@ -1,0 +1,166 @@
+"""Static int8 quantisation (QDQ format) of an exported fp32 PFLD model, for phones.
+
+The int8 graph keeps the fp32 interface: `image` (B, 3, S, S) float32 normalised in, `landmarks`
+(B, K, 2) float32 in [0, 1] of the crop out; QuantizeLinear / DequantizeLinear pairs sit around the
+quantised operators. It carries the fp32 model's metadata plus `pfld.quantization` (JSON: target,
+per_channel, method, excluded nodes, number of calibration images).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnx
+import onnxruntime
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from export.calibration import ImageCalibrationReader, as_batch
+from export.onnx_export import OUTPUT_NAME
+
+Target = Literal["arm", "x86"]
+Method = Literal["minmax", "entropy", "percentile"]
+QUANTIZATION_KEY = "pfld.quantization"
+
+#: (activation type, weight type): onnxruntime recommends signed int8 for both on ARM, and unsigned
+#: activations with signed weights on x86 (VNNI's u8 x s8 dot product).
+TARGET_TYPES: dict[str, tuple[QuantType, QuantType]] = {
+    "arm": (QuantType.QInt8, QuantType.QInt8),
+    "x86": (QuantType.QUInt8, QuantType.QInt8),
+}
+METHODS: dict[str, CalibrationMethod] = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+
+
+def first_and_last_nodes(path: str | Path) -> list[str]:
+    """Names of the first Conv (fed by the graph input) and the last Gemm / MatMul (the landmark
+    regressor) of the ONNX model at `path`: the layers most sensitive to int8, often kept in float."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    convs = [node.name for node in graph.node if node.op_type == "Conv"]
+    dense = [node.name for node in graph.node if node.op_type in ("Gemm", "MatMul")]
+    if not convs or not dense:
+        raise ValueError(f"{path}: expected at least one Conv and one Gemm/MatMul node")
+    return [convs[0], dense[-1]]
+
+
+def _calibration_reader(
+    calibration: Iterable[np.ndarray] | CalibrationDataReader, input_name: str
+) -> tuple[CalibrationDataReader, int | None]:
+    """(reader, number of images, None if the reader does not say)."""
+    if isinstance(calibration, CalibrationDataReader):
+        return calibration, getattr(calibration, "count", None)
+    reader = ImageCalibrationReader(calibration, input_name)
+    return reader, reader.count
+
+
+def quantize_int8(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    calibration: Iterable[np.ndarray] | CalibrationDataReader,
+    target: Target = "arm",
+    per_channel: bool = True,
+    exclude: Sequence[str] = (),
+    method: Method = "minmax",
+) -> Path:
+    """Quantise the fp32 ONNX model at `fp32_path` to int8 (static, QDQ) at `out_path`; return the path.
+
+    Args:
+        calibration: normalised crops, batches (N, 3, S, S) or single images (3, S, S) float32 as the
+            model's input (see `export.calibration.calibration_batches`), or a ready reader.
+        target: "arm" (int8 activations and weights) or "x86" (uint8 activations, int8 weights).
+        per_channel: one weight scale per output channel (recommended: depthwise convolutions need it).
+        exclude: node names kept in float (e.g. `first_and_last_nodes(fp32_path)`).
+        method: how activation ranges are calibrated: "minmax", "entropy" or "percentile".
+
+    The model is first shape-inferred and optimised (`quant_pre_process`) into a temporary file.
+    On failure no file is left at `out_path`.
+    """
+    if target not in TARGET_TYPES:
+        raise ValueError(f"target must be one of {sorted(TARGET_TYPES)}, got {target!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    if not fp32_path.is_file():
+        raise FileNotFoundError(f"{fp32_path}: fp32 ONNX model not found")
+    if out_path.resolve() == fp32_path.resolve():
+        raise ValueError(f"{out_path}: the int8 model must not overwrite the fp32 one")
+    fp32 = onnx.load(str(fp32_path))
+    if len(fp32.graph.input) != 1:
+        raise ValueError(f"{fp32_path}: expected one graph input, got {[i.name for i in fp32.graph.input]}")
+    reader, count = _calibration_reader(calibration, fp32.graph.input[0].name)
+    activation_type, weight_type = TARGET_TYPES[target]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="pfld-quant-") as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            quant_pre_process(str(fp32_path), str(prepared))
+            names = {node.name for node in onnx.load(str(prepared)).graph.node}
+            unknown = [name for name in exclude if name not in names]
+            if unknown:
+                raise ValueError(f"{fp32_path}: nodes to exclude {unknown} are not in the (optimised) graph")
+            quantize_static(
+                str(prepared),
+                str(out_path),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=activation_type,
+                weight_type=weight_type,
+                nodes_to_exclude=list(exclude),
+                calibrate_method=METHODS[method],
+            )
+        settings = {
+            "target": target,
+            "per_channel": per_channel,
+            "method": method,
+            "excluded": list(exclude),
+            "calibration_images": count,
+        }
+        _write_metadata(out_path, fp32, settings)
+        onnxruntime.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])  # loads and runs
+    except BaseException:
+        out_path.unlink(missing_ok=True)
+        raise
+    return out_path
+
+
+def _write_metadata(path: Path, fp32: onnx.ModelProto, settings: dict[str, object]) -> None:
+    """Replace the metadata of the model at `path` by `fp32`'s plus `pfld.quantization` = `settings`."""
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for prop in fp32.metadata_props:
+        if prop.key != QUANTIZATION_KEY:
+            model.metadata_props.add(key=prop.key, value=prop.value)
+    model.metadata_props.add(key=QUANTIZATION_KEY, value=json.dumps(settings))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def mean_abs_difference(fp32_path: str | Path, int8_path: str | Path, batches: Iterable[np.ndarray]) -> float:
+    """Mean |int8 - fp32| over all landmark coordinates (crop units, [0, 1]) on `batches` of normalised
+    crops (N, 3, S, S), run in onnxruntime on the CPU."""
+    providers = ["CPUExecutionProvider"]
+    sessions = [onnxruntime.InferenceSession(str(p), providers=providers) for p in (fp32_path, int8_path)]
+    input_name = sessions[0].get_inputs()[0].name
+    total, n = 0.0, 0
+    for batch in batches:
+        reference, quantised = (s.run([OUTPUT_NAME], {input_name: as_batch(batch)})[0] for s in sessions)
+        total += float(np.abs(quantised - reference).sum())  # (N, K, 2) summed
+        n += reference.size
+    if n == 0:
+        raise ValueError("no batches to compare")
+    return total / n

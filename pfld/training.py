@@ -33,7 +33,7 @@ def mean_shape_nme(datamodule: LandmarkDataModule) -> float:
     target = torch.from_numpy(np.nan_to_num(faces.unit_landmarks(), nan=0.5))  # (N, K, 2)
     mean = torch.from_numpy(datamodule.mean_shape()).expand_as(target)
     visible = torch.from_numpy(faces.visible)
-    normalization = resolve_normalization(datamodule.normalization, _normalization_pair(datamodule))
+    normalization = resolve_normalization(datamodule.normalization, datamodule.normalization_pair)
     return float(nme(mean, target, normalization, visible).nanmean())
 
 
@@ -56,23 +56,10 @@ def switch_off_pose_if_unavailable(cfg: DictConfig, scheme: LandmarkScheme) -> N
             cfg.loss.pose_weight = 0.0
 
 
-def _normalization_pair(datamodule: LandmarkDataModule) -> tuple[int, int]:
-    """The point pair of the NME: the pupils for inter_pupil, else the outer eye corners (also for "box",
-    which does not use it, so that export and inference always find a pair)."""
-    scheme = datamodule.scheme
-    if datamodule.normalization == "inter_pupil":
-        if scheme.pupils is None:
-            raise ValueError(
-                f"normalization is inter_pupil but the scheme {scheme.name!r} declares no pupils"
-            )
-        return scheme.pupils
-    return scheme.eye_corners
-
-
 def data_description(datamodule: LandmarkDataModule) -> dict[str, Any]:
     """What a checkpoint must carry to be used without this config.
 
-    ``normalization`` is the NME's pair of points (see `_normalization_pair`) and ``normalization_mode``
+    ``normalization`` is the NME's pair of points (see `LandmarkDataModule.normalization_pair`) and ``normalization_mode``
     what divides the NME: "inter_ocular", "inter_pupil" or "box" (see `pfld.metrics.normalizing_distance`).
     """
     return {
@@ -82,7 +69,7 @@ def data_description(datamodule: LandmarkDataModule) -> dict[str, Any]:
         "std": list(datamodule.std),
         "scheme": datamodule.scheme.name,
         "num_points": datamodule.scheme.num_points,
-        "normalization": list(_normalization_pair(datamodule)),
+        "normalization": list(datamodule.normalization_pair),
         "normalization_mode": datamodule.normalization,
         "coordinates": "x, y in [0, 1] of the square crop (see pfld.data.crop)",
     }

@@ -18,8 +18,7 @@ from pfld.data.records import FaceRecord
 from pfld.data.schemes import LandmarkScheme
 from pfld.data.splits import split_by_identity
 from pfld.data.transforms import build_eval_transform, build_train_transform
-
-NORMALIZATIONS: tuple[str, ...] = ("inter_ocular", "inter_pupil", "box")
+from pfld.metrics import NORMALIZATION_MODES
 
 #: A source of faces: a reader returning annotations (prepared here, in memory) or a prepared split
 #: (`pfld.data.store.load_faces`), with its arguments bound.
@@ -81,8 +80,10 @@ class LandmarkDataModule(L.LightningDataModule):
             raise ValueError(
                 f"data.num_points is {num_points} but the scheme {scheme.name!r} has {scheme.num_points} points"
             )
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"data.normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if normalization not in NORMALIZATION_MODES:
+            raise ValueError(
+                f"data.normalization must be one of {NORMALIZATION_MODES}, got {normalization!r}"
+            )
         if normalization == "inter_pupil" and scheme.pupils is None:
             raise ValueError(
                 f"data.normalization is inter_pupil but the scheme {scheme.name!r} declares no pupils"
@@ -218,6 +219,14 @@ class LandmarkDataModule(L.LightningDataModule):
         if never.size:
             raise ValueError(f"points {never.tolist()} are labelled in no training face")
         return np.nanmean(unit, axis=0).astype(np.float32)
+
+    @property
+    def normalization_pair(self) -> tuple[int, int]:
+        """The NME's pair of points: the pupils for inter_pupil, else the outer eye corners (also for
+        "box", which does not use it, so that export and inference always find a pair)."""
+        if self.normalization == "inter_pupil":
+            return self.scheme.pupils  # type: ignore[return-value]  # checked in __init__
+        return self.scheme.eye_corners
 
     @property
     def pose_thresholds(self) -> PoseThresholds:

@@ -6,7 +6,7 @@ that the policy crop is exactly ``crop_size`` pixels, leaving a border for augme
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -195,32 +195,22 @@ def build_face_cache(
     box_source: str = "landmarks",
     workers: int = 2,
     description: str = "preparing faces",
-    on_error: Callable[[str], None] | None = None,
 ) -> FaceCache:
     """Read every photo once and keep its loose face crop, with a progress bar.
 
     With ``scheme``, each face's Euler angles are fitted once. A face whose photo is missing or corrupt
-    raises, or, with ``on_error``, is reported through it and left out.
+    raises (`pfld.data.prepare` is the path that skips and counts bad faces instead).
     """
     if not records:
         raise ValueError(f"{description}: no faces to prepare (empty split)")
     border = border_for(crop_size, margin)
 
-    def prepare(record: FaceRecord) -> tuple[np.ndarray, np.ndarray] | None:
-        try:
-            return crop_record(record, crop_size, border, crop_scale, box_source)
-        except (OSError, ValueError) as error:
-            if on_error is None:
-                raise
-            on_error(str(error))
-            return None
+    def prepare(record: FaceRecord) -> tuple[np.ndarray, np.ndarray]:
+        return crop_record(record, crop_size, border, crop_scale, box_source)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         crops = list(tqdm(pool.map(prepare, records), total=len(records), desc=description, unit="face"))
-    kept = [(r, c) for r, c in zip(records, crops, strict=True) if c is not None]
-    if not kept:
-        raise ValueError(f"{description}: none of the {len(records)} faces could be prepared")
-    faces = faces_from_crops([r for r, _ in kept], [c for _, c in kept], crop_size, border, scheme)
+    faces = faces_from_crops(records, crops, crop_size, border, scheme)
     return replace(faces, crop_scale=crop_scale, box_source=box_source)
 
 

@@ -15,6 +15,18 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 SHARED = Path(os.environ.get("PFLD_SHARED_DATA", ROOT.parent / "shared" / "data"))
 EMBEDDED = ROOT / "data" / "embedded"
 
+#: A checkpoint's data description as written before ``normalization_mode`` existed (68 points, 112 px).
+OLD_DATA_DESCRIPTION = {
+    "input_size": 112,
+    "crop_scale": 1.2,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "scheme": "ibug68",
+    "num_points": 68,
+    "normalization": [36, 45],
+    "coordinates": "x, y in [0, 1] of the square crop",
+}
+
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:

@@ -3,18 +3,9 @@ import torch
 
 from pfld.inference import load_inference_model
 from pfld.module import PFLDModule
-from tests.conftest import compose_train
+from tests.conftest import OLD_DATA_DESCRIPTION, compose_train
 
-DATA = {
-    "input_size": 112,
-    "crop_scale": 1.2,
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "scheme": "ibug68",
-    "num_points": 68,
-    "normalization": [36, 45],
-    "coordinates": "x, y in [0, 1] of the square crop",
-}
+DATA = OLD_DATA_DESCRIPTION
 
 
 def _checkpoint(tmp_path, module: PFLDModule):

@@ -14,19 +14,9 @@ from pfld.data.attributes import FACE_CLASSES
 from pfld.metrics import PoseErrorMetric
 from pfld.module import PFLDModule
 from pfld.training import data_description
-from tests.conftest import compose_train
+from tests.conftest import OLD_DATA_DESCRIPTION, compose_train
 
-#: The data description of a checkpoint written before ``normalization_mode`` existed.
-OLD_DATA = {
-    "input_size": 112,
-    "crop_scale": 1.2,
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "scheme": "ibug68",
-    "num_points": 68,
-    "normalization": [36, 45],
-    "coordinates": "x, y in [0, 1] of the square crop",
-}
+OLD_DATA = OLD_DATA_DESCRIPTION
 
 
 def _module(tmp_path, overrides: list[str] | None = None, data: dict | None = None) -> PFLDModule:

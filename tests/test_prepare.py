@@ -110,9 +110,20 @@ def test_partially_labelled_csv_keeps_its_holes(tmp_path):
 
 
 def test_dataset_box_source_centres_on_the_given_box(tmp_path):
+    from pfld.data.readers import read_wflw_split
+
     prepare_main(["wflw", "--root", str(DATA / "wflw"), "--out", str(tmp_path), "--box", "dataset"])
     faces = load_faces(tmp_path / "train")
     assert faces.box_source == "dataset"
+    record = read_wflw_split(DATA / "wflw", "train")[0]
+    # photo pixels -> unit crop coordinates is x -> zoom * x + offset per axis: recover it from the points
+    unit = faces.unit_landmarks()[0]
+    for axis in (0, 1):
+        zoom, offset = np.polyfit(record.landmarks[:, axis], unit[:, axis], 1)
+        centre = (record.box[axis] + record.box[axis + 2]) / 2
+        assert zoom * centre + offset == pytest.approx(0.5, abs=1e-3), "the crop is centred on the box"
+        longer_side = float(max(record.box[2] - record.box[0], record.box[3] - record.box[1]))
+        assert zoom * 1.2 * longer_side == pytest.approx(1.0, abs=1e-3), "its side is 1.2 x the box"
 
 
 def test_crop_resizing_keeps_points_on_the_same_pixels(tmp_path):

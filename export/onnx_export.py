@@ -1,36 +1,59 @@
 """ONNX export of a PFLD landmark model, self-describing (metadata) and checked against PyTorch.
 
 The exported graph maps `image` (B, 3, S, S), float32, normalised with the stored mean and std, to
-`landmarks` (B, K, 2), x then y, in [0, 1] of the crop; B is dynamic, S and K are fixed.
+`landmarks` (B, K, 2), x then y, in [0, 1] of the crop (and optionally `pose` (B, 3), degrees); B is
+dynamic, S and K are fixed. The metadata is described in `export.metadata`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
+import logging
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from pfld.inference import load_inference_model
+from export.metadata import check_metadata, decode_metadata, encode_metadata
 from pfld.models import PFLD
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "landmarks"
-# What a deployed model must carry to be used without its training config.
-METADATA_KEYS = (
-    "input_size",
-    "crop_scale",
-    "mean",
-    "std",
-    "scheme",
-    "num_points",
-    "normalization",
-    "coordinates",
-)
+POSE_NAME = "pose"
 PARITY_BATCH = 4
+
+
+@dataclass(frozen=True)
+class Exported:
+    """An exported file and how far onnxruntime is from PyTorch on the check images."""
+
+    path: Path
+    landmark_difference: float  # max |onnxruntime - PyTorch|, crop units ([0, 1])
+    pose_difference_deg: float | None  # the same for the pose output, degrees; None without it
+    check_images: int  # how many images were compared
+
+
+class LandmarksAndPose(nn.Module):
+    """A PFLD with its auxiliary net as one graph: image -> (landmarks (B, K, 2), pose (B, 3) degrees)."""
+
+    def __init__(self, model: PFLD) -> None:
+        super().__init__()
+        if model.auxiliary is None:
+            raise ValueError("with_pose needs the auxiliary pose net: this model has none")
+        self.model = model
+
+    @property
+    def input_size(self) -> int:
+        return self.model.input_size
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        landmarks, angles = self.model.forward_with_pose(images)
+        return landmarks, torch.rad2deg(angles)
 
 
 def _import_runtime() -> tuple[ModuleType, ModuleType]:
@@ -46,47 +69,21 @@ def _import_runtime() -> tuple[ModuleType, ModuleType]:
     return onnx, onnxruntime
 
 
-def encode_metadata(metadata: dict[str, Any]) -> dict[str, str]:
-    """ONNX `metadata_props` values: strings as they are, anything else (and strings that would
-    parse as JSON, such as "42") JSON-encoded, so that `decode_metadata` inverts it exactly."""
-    encoded = {}
-    for key, value in metadata.items():
-        if not isinstance(key, str):
-            raise TypeError(f"metadata keys must be strings, got {key!r}")
-        if isinstance(value, str) and not _parses_as_json(value):
-            encoded[key] = value
-            continue
-        try:
-            encoded[key] = json.dumps(value)
-        except TypeError as error:
-            raise ValueError(f"metadata {key!r} is not JSON-serialisable: {value!r}") from error
-    return encoded
-
-
-def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
-    """Inverse of `encode_metadata` (tuples come back as lists)."""
-    return {key: json.loads(value) if _parses_as_json(value) else value for key, value in props.items()}
-
-
-def _parses_as_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_metadata(model: PFLD, metadata: dict[str, Any]) -> None:
-    missing = [key for key in METADATA_KEYS if key not in metadata]
-    if missing:
-        raise ValueError(f"metadata lacks {missing}; an exported model must carry {list(METADATA_KEYS)}")
-    for key, value in (("input_size", model.input_size), ("num_points", model.num_points)):
-        if metadata[key] != value:
-            raise ValueError(f"metadata {key}={metadata[key]!r} but the model has {key}={value}")
-
-
-def _torch_export(model: PFLD, example: torch.Tensor, path: Path, opset: int) -> None:
+def _torch_export(
+    model: nn.Module, example: torch.Tensor, path: Path, opset: int, outputs: list[str]
+) -> None:
     """Write `model` to `path` with the dynamo exporter, or the TorchScript one if dynamo fails."""
+    # torch's exporter logs that torchvision's detection ops are unavailable, and warns about its own
+    # use of a deprecated pytree class: neither concerns a PFLD graph
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+        _export_with_fallback(model, example, path, opset, outputs)
+
+
+def _export_with_fallback(
+    model: nn.Module, example: torch.Tensor, path: Path, opset: int, outputs: list[str]
+) -> None:
     try:
         torch.onnx.export(
             model,
@@ -94,7 +91,7 @@ def _torch_export(model: PFLD, example: torch.Tensor, path: Path, opset: int) ->
             path,
             dynamo=True,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=outputs,
             opset_version=opset,
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             external_data=False,
@@ -110,69 +107,103 @@ def _torch_export(model: PFLD, example: torch.Tensor, path: Path, opset: int) ->
             path,
             dynamo=False,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=outputs,
             opset_version=opset,
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]},
         )
 
 
-def max_abs_difference(model: PFLD, path: str | Path, batch_size: int = PARITY_BATCH, seed: int = 0) -> float:
-    """Max |onnxruntime - PyTorch| over the landmarks (in crop units, [0, 1]) of a random
-    N(0, 1) batch of `batch_size` normalised images; `model` is evaluated as given (use eval mode)."""
-    _, onnxruntime = _import_runtime()
-    size = model.input_size
+def random_images(size: int, batch_size: int = PARITY_BATCH, seed: int = 0) -> np.ndarray:
+    """(batch_size, 3, size, size) float32 N(0, 1): stand-ins for normalised crops in unit tests."""
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch_size, 3, size, size, generator=generator)  # (B, 3, S, S)
-    with torch.no_grad():
-        expected = model(images).numpy()  # (B, K, 2)
+    return torch.randn(batch_size, 3, size, size, generator=generator).numpy()
+
+
+def max_abs_difference(model: nn.Module, path: str | Path, images: np.ndarray) -> dict[str, float]:
+    """Max |onnxruntime - PyTorch| of each output of the ONNX file at `path` over `images` (N, 3, S, S),
+    normalised crops: ``landmarks`` in crop units and, for a `LandmarksAndPose`, ``pose`` in degrees.
+    `model` is evaluated as given (use eval mode)."""
+    _, onnxruntime = _import_runtime()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})  # (B, K, 2)
-    if actual.shape != expected.shape:
-        raise RuntimeError(f"{path}: onnxruntime gives shape {actual.shape}, PyTorch {expected.shape}")
-    return float(abs(actual - expected).max())
+    names = [output.name for output in session.get_outputs()]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    actual = session.run(names, {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})
+    if len(actual) != len(expected):
+        raise RuntimeError(f"{path}: onnxruntime gives outputs {names}, PyTorch {len(expected)} outputs")
+    differences = {}
+    for name, ours, theirs in zip(names, actual, expected, strict=True):
+        if ours.shape != tuple(theirs.shape):
+            raise RuntimeError(
+                f"{path}: {name} has shape {ours.shape} in onnxruntime, {tuple(theirs.shape)} in PyTorch"
+            )
+        differences[name] = float(np.abs(ours - theirs.numpy()).max())
+    return differences
 
 
 def export_onnx(
-    model: PFLD, path: str | Path, metadata: dict[str, Any], opset: int = 18, atol: float = 1e-4
-) -> Path:
-    """Export `model` (without its auxiliary net) to ONNX at `path`, check it, and return the path.
+    model: PFLD,
+    path: str | Path,
+    metadata: dict[str, Any],
+    with_pose: bool = False,
+    check_images: np.ndarray | None = None,
+    opset: int = 18,
+    atol: float = 1e-4,
+    pose_atol_deg: float = 1e-2,
+) -> Exported:
+    """Export `model` to ONNX at `path`, check it against PyTorch, and return the file and the check.
 
-    The graph has input `image` (B, 3, S, S) and output `landmarks` (B, K, 2) with a dynamic batch.
-    `metadata` (at least `METADATA_KEYS`; `input_size` and `num_points` must match the model) is
-    stored as `metadata_props`; read it back with `read_metadata`. Before returning, onnxruntime is
-    compared with PyTorch on a random batch of 4: above `atol` (crop units) the file is removed and
-    a RuntimeError raised. `model` itself is not modified (an eval-mode CPU copy is exported).
+    The graph has input `image` (B, 3, S, S) and output `landmarks` (B, K, 2), plus `pose` (B, 3)
+    yaw, pitch, roll in degrees when `with_pose` (which needs the auxiliary net; otherwise the net is
+    left out). The batch is dynamic. `metadata` (see `export.metadata`; it must agree with the model)
+    is stored as `metadata_props`; read it back with `read_metadata`.
+
+    `check_images` (N, 3, S, S) are normalised real crops run through both onnxruntime and PyTorch;
+    without them a random batch of 4 is used (for unit tests). Above `atol` (crop units) on the
+    landmarks, or `pose_atol_deg` on the pose, the file is removed and a RuntimeError raised.
+    `model` itself is not modified (an eval-mode CPU copy is exported).
     """
     onnx, _ = _import_runtime()
-    if model.auxiliary is not None:
-        raise ValueError("the model still has its auxiliary pose net; export `model.without_auxiliary()`")
-    _check_metadata(model, metadata)
+    check_metadata(metadata, model.input_size, model.num_points)
     props = encode_metadata(metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).cpu().float().eval()
+    network: nn.Module = (LandmarksAndPose(model) if with_pose else model.without_auxiliary()).eval()
+    outputs = [OUTPUT_NAME, POSE_NAME] if with_pose else [OUTPUT_NAME]
     size = model.input_size
+    images = random_images(size) if check_images is None else np.asarray(check_images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1:] != (3, size, size) or not len(images):
+        raise ValueError(f"check_images must be (N, 3, {size}, {size}), got {images.shape}")
     # batch 2, not 1: the exporter would specialise a batch of 1 to a constant
     example = torch.zeros(2, 3, size, size)
     try:
-        _torch_export(model, example, path, opset)
+        _torch_export(network, example, path, opset, outputs)
         proto = onnx.load(str(path))
         for node in proto.graph.node:  # drop the exporter's per-node debug annotations (stack traces)
             del node.metadata_props[:]
         del proto.metadata_props[:]
         for key, value in props.items():
             proto.metadata_props.add(key=key, value=value)
+        proto.producer_name = "pfld"
         onnx.checker.check_model(proto)
         onnx.save(proto, str(path))
-        difference = max_abs_difference(model, path)
-        if not difference <= atol:
+        differences = max_abs_difference(network, path, images)
+        landmark, pose = differences[OUTPUT_NAME], differences.get(POSE_NAME)
+        if not landmark <= atol:
             raise RuntimeError(
-                f"{path}: onnxruntime differs from PyTorch by {difference:.3g} (max abs) > atol={atol:g}"
+                f"{path}: onnxruntime's landmarks differ from PyTorch's by {landmark:.3g} (max abs, crop "
+                f"units, {len(images)} images) > atol={atol:g}"
+            )
+        if pose is not None and not pose <= pose_atol_deg:
+            raise RuntimeError(
+                f"{path}: onnxruntime's pose differs from PyTorch's by {pose:.3g} degrees > {pose_atol_deg:g}"
             )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return path
+    return Exported(path, landmark, pose, len(images))
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -183,11 +214,3 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: ONNX model not found")
     proto = onnx.load(str(path), load_external_data=False)
     return decode_metadata({prop.key: prop.value for prop in proto.metadata_props})
-
-
-def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None) -> Path:
-    """Export a training checkpoint's landmark model with its data description as metadata;
-    by default to `<checkpoint stem>.onnx` next to the checkpoint."""
-    checkpoint = Path(checkpoint)
-    model, data = load_inference_model(checkpoint)
-    return export_onnx(model, checkpoint.with_suffix(".onnx") if output is None else output, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ from hydra.utils import instantiate
 from pfld.models import PFLD
 
 
-def load_inference_model(checkpoint_path: str | Path) -> tuple[PFLD, dict[str, Any]]:
-    """Rebuild the landmark model of a `PFLDModule` checkpoint, without its auxiliary net, in eval mode.
+def load_inference_model(checkpoint_path: str | Path, with_pose: bool = False) -> tuple[PFLD, dict[str, Any]]:
+    """Rebuild the model of a `PFLDModule` checkpoint in eval mode: the landmark net only, or with
+    ``with_pose`` its auxiliary (head-pose) net too; a checkpoint without one is refused, and one whose
+    loss never trained it gets a warning.
 
     Returns the model and the checkpoint's data description (input size, crop scale, mean, std,
     scheme, number of points, normalisation indices, coordinate convention).
@@ -26,13 +29,34 @@ def load_inference_model(checkpoint_path: str | Path) -> tuple[PFLD, dict[str, A
         raise ValueError(
             f"{checkpoint_path}: not a pfld training checkpoint (no model/data hyper-parameters)"
         )
-    model_config = dict(hparams["model"], auxiliary=False)
+    if with_pose:
+        check_pose_net(hparams, checkpoint_path)
+    model_config = dict(hparams["model"], auxiliary=with_pose)
     model: PFLD = instantiate(model_config)
     prefix = "model."
     state = {
         key[len(prefix) :]: value
         for key, value in checkpoint["state_dict"].items()
-        if key.startswith(prefix) and not key.startswith(prefix + "auxiliary.")
+        if key.startswith(prefix) and (with_pose or not key.startswith(prefix + "auxiliary."))
     }
     model.load_state_dict(state, strict=True)
     return model.eval(), dict(hparams["data"])
+
+
+def check_pose_net(hparams: dict[str, Any], checkpoint_path: Path) -> None:
+    """Refuse a checkpoint without a pose net; warn when its loss did not train it (its angles would
+    be an untrained net's)."""
+    if not hparams["model"].get("auxiliary", True):
+        raise ValueError(
+            f"{checkpoint_path}: the model was trained without the auxiliary pose net "
+            "(model.auxiliary=false): it cannot predict the head pose; export without with_pose"
+        )
+    loss = hparams.get("loss") or {}
+    trained = "PFLDLoss" in str(loss.get("_target_", "")) or float(loss.get("pose_weight", 0.0)) > 0
+    if not trained:
+        warnings.warn(
+            f"{checkpoint_path}: its loss ({loss.get('_target_')}, pose_weight "
+            f"{loss.get('pose_weight', 0.0)}) did not train the pose net: its angles are meaningless; "
+            "train with loss.pose_weight > 0 or loss=pfld",
+            stacklevel=3,
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,7 +13,8 @@ onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 from export import onnx_export
-from export.onnx_export import export_checkpoint, export_onnx, read_metadata
+from export.metadata import REQUIRED_KEYS, model_metadata
+from export.onnx_export import export_onnx, read_metadata
 from pfld.models import PFLD, PFLDBackbone
 
 SIZE = 64
@@ -24,25 +26,29 @@ def tiny_model(auxiliary: bool = False) -> PFLD:
     return PFLD(PFLDBackbone(0.25), POINTS, SIZE, auxiliary=auxiliary).eval()
 
 
-def tiny_metadata() -> dict[str, Any]:
-    return {
-        "input_size": SIZE,
-        "crop_scale": 1.2,
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "scheme": "ibug68",
-        "num_points": POINTS,
-        "normalization": [36, 45],
-        "coordinates": "x, y in [0, 1] of the square crop",
-        "note": "42",  # a string that parses as JSON must come back as a string
-    }
+DESCRIPTION = {
+    "input_size": SIZE,
+    "crop_scale": 1.2,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "scheme": "ibug68",
+    "num_points": POINTS,
+    "normalization": [36, 45],
+    "normalization_mode": "inter_ocular",
+}
+
+
+def tiny_metadata(with_pose: bool = False) -> dict[str, Any]:
+    return model_metadata(DESCRIPTION, with_pose) | {"note": "42"}  # a JSON-like string stays a string
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[PFLD, Path]:
     model = tiny_model()
-    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", tiny_metadata())
-    return model, path
+    exported = export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", tiny_metadata())
+    assert exported.check_images == 4 and exported.landmark_difference <= 1e-4
+    assert exported.pose_difference_deg is None
+    return model, exported.path
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
@@ -70,23 +76,65 @@ def test_metadata_round_trips(exported: tuple[PFLD, Path]) -> None:
     assert read_metadata(exported[1]) == tiny_metadata()
 
 
+def test_metadata_is_readable_without_pfld(exported: tuple[PFLD, Path]) -> None:
+    """The required keys, as any program sees them: plain strings holding ints, floats and lists."""
+    props = {prop.key: prop.value for prop in onnx.load(str(exported[1])).metadata_props}
+    assert set(REQUIRED_KEYS) <= set(props)
+    assert int(props["pfld.input_size"]) == SIZE and int(props["pfld.num_landmarks"]) == POINTS
+    assert float(props["pfld.crop_scale"]) == 1.2 and props["pfld.scheme"] == "ibug68"
+    assert [float(v) for v in props["pfld.mean"].strip("[]").split(",")] == [0.485, 0.456, 0.406]
+    assert [float(v) for v in props["pfld.std"].strip("[]").split(",")] == [0.229, 0.224, 0.225]
+    assert "(i + 0.5) / S" in props["pfld.landmarks"] and "pfld.pose" not in props
+    assert props["note"] == '"42"'  # quoted, so that it reads back as a string
+
+
 def test_metadata_must_match_the_model(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="input_size"):
-        export_onnx(tiny_model(), tmp_path / "x.onnx", dict(tiny_metadata(), input_size=112))
+        export_onnx(tiny_model(), tmp_path / "x.onnx", tiny_metadata() | {"pfld.input_size": 112})
+    with pytest.raises(ValueError, match="three floats"):
+        export_onnx(tiny_model(), tmp_path / "x.onnx", tiny_metadata() | {"pfld.std": [0.2, 0.2]})
+    with pytest.raises(ValueError, match="num_points"):
+        model_metadata({k: v for k, v in DESCRIPTION.items() if k != "num_points"})
 
 
-def test_auxiliary_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "aux.onnx"
-    with pytest.raises(ValueError, match="without_auxiliary"):
-        export_onnx(tiny_model(auxiliary=True), path, tiny_metadata())
-    assert not path.exists()
+def test_auxiliary_net_is_left_out(exported: tuple[PFLD, Path], tmp_path: Path) -> None:
+    model = tiny_model(auxiliary=True)
+    path = export_onnx(model, tmp_path / "aux.onnx", tiny_metadata()).path
+    assert [o.name for o in onnx.load(str(path)).graph.output] == ["landmarks"]
+    assert path.stat().st_size == pytest.approx(exported[1].stat().st_size, rel=0.01)
+    assert model.auxiliary is not None  # the caller's model keeps it
+
+
+def test_pose_output_in_degrees(tmp_path: Path) -> None:
+    model = tiny_model(auxiliary=True)
+    exported = export_onnx(model, tmp_path / "pose.onnx", tiny_metadata(True), with_pose=True)
+    assert exported.pose_difference_deg is not None and exported.pose_difference_deg <= 1e-2
+    graph = onnx.load(str(exported.path)).graph
+    assert [o.name for o in graph.output] == ["landmarks", "pose"]
+    images = torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(7))
+    session = onnxruntime.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    landmarks, pose = session.run(["landmarks", "pose"], {"image": images.numpy()})
+    with torch.no_grad():
+        expected_landmarks, radians = model.forward_with_pose(images)
+    assert landmarks.shape == (3, POINTS, 2) and pose.shape == (3, 3)
+    assert abs(pose - torch.rad2deg(radians).numpy()).max() <= 1e-3
+    assert abs(landmarks - expected_landmarks.numpy()).max() <= 1e-4
+    assert read_metadata(exported.path)["pfld.outputs"] == ["landmarks", "pose"]
+    with pytest.raises(ValueError, match="auxiliary"):
+        export_onnx(tiny_model(), tmp_path / "nopose.onnx", tiny_metadata(True), with_pose=True)
 
 
 def test_incomplete_metadata_is_refused(tmp_path: Path) -> None:
     metadata = tiny_metadata()
-    del metadata["crop_scale"]
+    del metadata["pfld.crop_scale"]
     with pytest.raises(ValueError, match="crop_scale"):
         export_onnx(tiny_model(), tmp_path / "m.onnx", metadata)
+
+
+def test_check_images_must_fit_the_model(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="check_images"):
+        export_onnx(tiny_model(), tmp_path / "m.onnx", tiny_metadata(), check_images=np.zeros((2, 3, 32, 32)))
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_parity_failure_removes_the_file(
@@ -94,41 +142,15 @@ def test_parity_failure_removes_the_file(
 ) -> None:
     """A failed check leaves no file behind (the slow export is replaced by a copy) nor a changed model."""
     onnx_bytes = exported[1].read_bytes()
-    monkeypatch.setattr(onnx_export, "_torch_export", lambda m, x, path, opset: path.write_bytes(onnx_bytes))
-    monkeypatch.setattr(onnx_export, "max_abs_difference", lambda model, path: 0.5)
+    monkeypatch.setattr(
+        onnx_export, "_torch_export", lambda m, x, path, opset, outputs: path.write_bytes(onnx_bytes)
+    )
+    monkeypatch.setattr(onnx_export, "max_abs_difference", lambda model, path, images: {"landmarks": 0.5})
     model, path = tiny_model().train(), tmp_path / "bad.onnx"
     with pytest.raises(RuntimeError, match="0.5"):
         export_onnx(model, path, tiny_metadata())
     assert not path.exists()
     assert model.training
-
-
-def test_export_checkpoint_defaults_next_to_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = tiny_model(auxiliary=True)
-    data = {key: value for key, value in tiny_metadata().items() if key != "note"}
-    checkpoint = tmp_path / "epoch001.ckpt"
-    torch.save(
-        {
-            "hyper_parameters": {
-                "model": {
-                    "_target_": "pfld.models.PFLD",
-                    "num_points": POINTS,
-                    "input_size": SIZE,
-                    "auxiliary": True,
-                    "backbone": {"_target_": "pfld.models.PFLDBackbone", "width": 0.25},
-                },
-                "data": data,
-            },
-            "state_dict": {f"model.{key}": value for key, value in model.state_dict().items()},
-        },
-        checkpoint,
-    )
-    calls = []
-    monkeypatch.setattr(onnx_export, "export_onnx", lambda *args: calls.append(args) or Path(args[1]))
-    assert export_checkpoint(checkpoint) == tmp_path / "epoch001.onnx"
-    exported_model, _, metadata = calls[0]
-    assert exported_model.auxiliary is None and metadata == data
-    assert export_checkpoint(checkpoint, tmp_path / "out" / "m.onnx") == tmp_path / "out" / "m.onnx"
 
 
 def test_falls_back_to_torchscript_when_dynamo_fails(
@@ -142,7 +164,7 @@ def test_falls_back_to_torchscript_when_dynamo_fails(
         return real_export(*args, dynamo=dynamo, **kwargs)
 
     monkeypatch.setattr(torch.onnx, "export", dynamo_fails)
-    path = export_onnx(tiny_model(), tmp_path / "legacy.onnx", tiny_metadata())
+    path = export_onnx(tiny_model(), tmp_path / "legacy.onnx", tiny_metadata()).path
     assert "retrying with dynamo=False" in capsys.readouterr().out
     assert read_metadata(path) == tiny_metadata()
     graph = onnx.load(str(path)).graph

@@ -1,7 +1,8 @@
+import cv2
 import numpy as np
 import pytest
 
-from pfld.data.crop import crop_face, crop_matrix, from_unit, square_box, to_unit, warp_points
+from pfld.data.crop import crop_face, crop_matrix, from_unit, image_points, square_box, to_unit, warp_points
 
 
 def test_square_box_is_centred_and_scaled():
@@ -43,3 +44,28 @@ def test_crop_outside_photo_is_black():
 def test_degenerate_landmarks_fail():
     with pytest.raises(ValueError, match="no area"):
         square_box(np.zeros((5, 2), dtype=np.float32))
+
+
+@pytest.mark.parametrize(("out_size", "margin"), [(112, 1.0), (64, 1.5), (256, 1.0)])
+def test_points_to_crop_to_unit_and_back_to_the_photo(out_size: int, margin: float) -> None:
+    """The deployment round trip: photo pixels -> crop pixels -> model units -> crop pixels -> photo pixels."""
+    points = np.random.default_rng(out_size).uniform(-20, 500, (68, 2)).astype(np.float32)
+    box = square_box(points, 1.2)
+    units = to_unit(warp_points(points, crop_matrix(box, out_size, margin)), out_size)
+    back = image_points(from_unit(units, out_size), box, out_size, margin)
+    np.testing.assert_allclose(back, points, atol=2e-3)  # float32 of pixel values up to 500
+
+
+def test_pixel_centres_sit_at_half_pixels_of_the_crop() -> None:
+    """A single lit pixel, cropped without scaling at a whole-pixel offset, lands on exactly one crop
+    pixel i, whose centre is (i + 0.5) / size in model units; and it maps back to the lit pixel."""
+    image = np.zeros((100, 120, 3), dtype=np.uint8)
+    image[25, 40] = 255  # x = 40, y = 25 (0-based, pixel centres on integers)
+    box = np.array([50.5, 40.5, 64.0])  # centre (50.5, 40.5), side 64: crop x = photo x - 19, y = y - 9
+    (warped,) = warp_points(np.array([[40.0, 25.0]], np.float32), crop_matrix(box, 64))
+    crop = cv2.warpAffine(image, crop_matrix(box, 64), (64, 64), flags=cv2.INTER_LINEAR)
+    assert list(zip(*np.nonzero(crop[:, :, 0]))) == [(16, 21)]  # row 25 - 9, column 40 - 19
+    assert crop[16, 21, 0] == 255
+    np.testing.assert_allclose(warped, [21, 16], atol=1e-6)
+    np.testing.assert_allclose(to_unit(warped[None], 64), [[21.5 / 64, 16.5 / 64]], atol=1e-7)
+    np.testing.assert_allclose(image_points(warped[None], box, 64), [[40, 25]], atol=1e-6)

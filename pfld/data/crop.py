@@ -50,6 +50,13 @@ def crop_matrix(box: np.ndarray, out_size: int, margin: float = 1.0) -> np.ndarr
     )
 
 
+def image_points(crop_points: np.ndarray, box: np.ndarray, out_size: int, margin: float = 1.0) -> np.ndarray:
+    """Inverse of `crop_matrix`: (K, 2) pixels of the ``out_size`` crop of ``box`` (see `crop_matrix`)
+    -> (K, 2) float64 pixels of the photo. With `from_unit` it maps a model's output back to the photo."""
+    matrix = cv2.invertAffineTransform(crop_matrix(box, out_size, margin))
+    return np.asarray(crop_points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
+
+
 def warp_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a (2, 3) affine map to (K, 2) points."""
     return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)

@@ -1,25 +1,34 @@
-"""`python -m export CHECKPOINT [-o OUT.onnx]`: export a training checkpoint to ONNX."""
+"""`python -m export ckpt=<checkpoint> out=<folder>`: fp32 and int8 ONNX models, checked, with a report.
 
-from __future__ import annotations
+Configured by `conf/export.yaml` (any key can be overridden, e.g. `quantize.target=x86`). Exits with
+status 1 when the int8 model's NME is worse than the fp32 model's by more than the gate allows.
+"""
 
-import argparse
+import os
+import sys
+from pathlib import Path
 
-from export.onnx_export import PARITY_BATCH, export_checkpoint, max_abs_difference
-from pfld.inference import load_inference_model
+os.environ.setdefault("PFLD_ROOT", str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import hydra
+from omegaconf import DictConfig
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
-    parser.add_argument("checkpoint", help="a pfld training checkpoint (.ckpt)")
-    parser.add_argument(
-        "-o", "--output", help="ONNX file to write (default: <checkpoint stem>.onnx beside it)"
-    )
-    args = parser.parse_args(argv)
-    path = export_checkpoint(args.checkpoint, args.output)
-    model, _ = load_inference_model(args.checkpoint)
-    difference = max_abs_difference(model, path)
-    print(path)
-    print(f"parity: max |onnxruntime - torch| = {difference:.3g} (crop units, batch of {PARITY_BATCH})")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    from export.command import run_export
+
+    report = run_export(cfg)
+    gate = report.get("gate")
+    if gate and not gate["passed"]:
+        print(
+            f"int8 NME is {gate['relative_change']:+.2%} of fp32's, beyond the gate's "
+            f"{gate['max_relative_increase']:+.2%} (gate.max_relative_nme_increase); try:\n"
+            + "\n".join(f"  - {item}" for item in gate["advice"]),
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

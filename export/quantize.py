@@ -46,15 +46,37 @@ METHODS: dict[str, CalibrationMethod] = {
 }
 
 
+#: Names `resolve_keep_float` understands besides node names.
+LAYER_ALIASES: tuple[str, ...] = ("first_conv", "last_fc")
+
+
 def first_and_last_nodes(path: str | Path) -> list[str]:
-    """Names of the first Conv (fed by the graph input) and the last Gemm / MatMul (the landmark
-    regressor) of the ONNX model at `path`: the layers most sensitive to int8, often kept in float."""
+    """Names of the first Conv (reading the graph input) and of the Gemm / MatMul that regresses the
+    landmarks (the last one before the `landmarks` output, not the pose net's) of the ONNX model at
+    `path`: the layers most sensitive to int8, often kept in float."""
     graph = onnx.load(str(path), load_external_data=False).graph
-    convs = [node.name for node in graph.node if node.op_type == "Conv"]
-    dense = [node.name for node in graph.node if node.op_type in ("Gemm", "MatMul")]
-    if not convs or not dense:
-        raise ValueError(f"{path}: expected at least one Conv and one Gemm/MatMul node")
-    return [convs[0], dense[-1]]
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    if not convs:
+        raise ValueError(f"{path}: no Conv node")
+    producers = {out: node for node in graph.node for out in node.output}
+    pending, seen = [OUTPUT_NAME], set()
+    while pending:  # walk back from the landmarks output to the nearest dense layer
+        node = producers.get(pending.pop(0))
+        if node is None or node.name in seen:
+            continue
+        if node.op_type in ("Gemm", "MatMul"):
+            return [convs[0].name, node.name]
+        seen.add(node.name)
+        pending += list(node.input)
+    raise ValueError(f"{path}: no Gemm/MatMul node leads to the {OUTPUT_NAME!r} output")
+
+
+def resolve_keep_float(path: str | Path, names: Sequence[str]) -> list[str]:
+    """Node names to keep in float in the model at `path`: ``first_conv`` and ``last_fc`` stand for
+    `first_and_last_nodes`; any other entry is a node name, passed through."""
+    first, last = first_and_last_nodes(path) if set(names) & set(LAYER_ALIASES) else ("", "")
+    aliases = {"first_conv": first, "last_fc": last}
+    return list(dict.fromkeys(aliases.get(name, name) for name in names))
 
 
 def _calibration_reader(

@@ -40,14 +40,41 @@ def embedded_dir() -> Path:
     return EMBEDDED
 
 
-def compose_train(overrides: list[str], output_dir: Path):
-    """The real `conf/train.yaml`, composed as `train.py` would, with outputs under ``output_dir``."""
+#: Overrides that train the default model for two steps on the embedded sample (a real checkpoint, fast).
+TINY_TRAINING = [
+    "logger=none",
+    "data.num_workers=0",
+    "data.batch_size=32",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "validate_best=false",
+]
+
+
+def compose_config(name: str, overrides: list[str], output_dir: Path):
+    """The real `conf/<name>.yaml`, composed as its command would, with outputs under ``output_dir``."""
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         del cfg.hydra
     return cfg
+
+
+def compose_train(overrides: list[str], output_dir: Path):
+    """The real `conf/train.yaml`, composed as `train.py` would, with outputs under ``output_dir``."""
+    return compose_config("train", overrides, output_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The best checkpoint of the default model (with its pose net) trained for two steps."""
+    from pfld.training import train
+
+    folder = tmp_path_factory.mktemp("tiny_run")
+    train(compose_train(TINY_TRAINING, folder))
+    return next((folder / "checkpoints").glob("epoch*.ckpt"))

@@ -9,37 +9,17 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from pfld.evaluation.checkpoint import evaluate
-from pfld.training import train
-from tests.conftest import ROOT, compose_train
-
-TINY = [
-    "logger=none",
-    "data.num_workers=0",
-    "data.batch_size=32",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "validate_best=false",
-]
+from tests.conftest import ROOT, compose_config
 
 
 def compose_evaluate(overrides: list[str], output_dir: Path):
     """The real `conf/evaluate.yaml`, composed as `evaluate.py` would, with outputs under ``output_dir``."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        del cfg.hydra
-    return cfg
+    return compose_config("evaluate", overrides, output_dir)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("run")
-    train(compose_train(TINY, folder))
-    return next((folder / "checkpoints").glob("epoch*.ckpt"))
+def checkpoint(tiny_checkpoint: Path) -> Path:
+    return tiny_checkpoint
 
 
 def test_evaluate_writes_metrics_table_and_pictures(checkpoint, tmp_path):

@@ -15,7 +15,13 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 from export.calibration import ImageCalibrationReader, calibration_batches, calibration_indices
 from export.onnx_export import export_onnx, read_metadata
-from export.quantize import QUANTIZATION_KEY, first_and_last_nodes, mean_abs_difference, quantize_int8
+from export.quantize import (
+    QUANTIZATION_KEY,
+    first_and_last_nodes,
+    mean_abs_difference,
+    quantize_int8,
+    resolve_keep_float,
+)
 from pfld.data.cache import build_face_cache
 from pfld.data.dataset import LandmarkDataset
 from pfld.data.readers import read_landmark_csv
@@ -47,7 +53,7 @@ def fp32(crops: LandmarkDataset, tmp_path_factory: pytest.TempPathFactory) -> Pa
         loss = torch.nn.functional.mse_loss(model(images), targets)
         loss.backward()
         optimiser.step()
-    return export_onnx(model.eval(), tmp_path_factory.mktemp("quant") / "fp32.onnx", tiny_metadata())
+    return export_onnx(model.eval(), tmp_path_factory.mktemp("quant") / "fp32.onnx", tiny_metadata()).path
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +182,26 @@ def test_refusals_leave_no_file(fp32: Path, crops: LandmarkDataset, tmp_path: Pa
         quantize_int8(fp32, fp32, calibration_batches(crops, 4, 4))
     with pytest.raises(FileNotFoundError):
         quantize_int8(tmp_path / "missing.onnx", out, [])
+
+
+def test_last_fc_is_the_landmark_regressor_not_the_pose_net(tmp_path: Path) -> None:
+    path = export_onnx(
+        tiny_model(auxiliary=True), tmp_path / "pose.onnx", tiny_metadata(True), with_pose=True
+    ).path
+    graph = onnx.load(str(path)).graph
+    first, last = first_and_last_nodes(path)
+    producers = {out: node for node in graph.node for out in node.output}
+
+    def upstream(output: str) -> set[str]:
+        names, pending = set(), [output]
+        while pending:
+            node = producers.get(pending.pop())
+            if node is not None and node.name not in names:
+                names.add(node.name)
+                pending += list(node.input)
+        return names
+
+    assert last in upstream("landmarks") and last not in upstream("pose")
+    assert first in upstream("pose") and first in upstream("landmarks")
+    assert resolve_keep_float(path, ["last_fc", "first_conv", "node_x"]) == [last, first, "node_x"]
+    assert resolve_keep_float(path, []) == []

@@ -211,6 +211,14 @@ class LandmarkDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_faces, train=False)
 
+    def eval_dataset(self, split: str) -> LandmarkDataset:
+        """The ``"train"`` or ``"val"`` faces with the evaluation transform (no augmentation): the crops a
+        deployed model sees, e.g. for int8 calibration. Call `setup` first."""
+        faces = {"train": self.train_faces, "val": self.val_faces}
+        if split not in faces:
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        return self._dataset(faces[split], train=False)
+
     def mean_shape(self) -> np.ndarray:
         """(K, 2) the training faces' mean landmarks (over the faces where each point is labelled) in
         [0, 1] of the crop."""

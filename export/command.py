@@ -1,0 +1,187 @@
+"""`run_export(cfg)`: checkpoint -> checked fp32 ONNX -> calibrated int8 ONNX -> accuracy, latency, report.
+
+Run as `python -m export ckpt=<checkpoint> out=<folder>` (config: `conf/export.yaml`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from export.accuracy import onnx_predictor, score
+from export.calibration import calibration_batches
+from export.gate import accuracy_gate, quantization_advice
+from export.latency import cpu_threads, machine_description, measure_latency
+from export.metadata import model_metadata
+from export.onnx_export import export_onnx
+from export.quantize import METHODS, TARGET_TYPES, quantize_int8, resolve_keep_float
+from export.report import render_report
+from pfld.data.datamodule import LandmarkDataModule
+from pfld.evaluation.checkpoint import adopt_input, check_compatible
+from pfld.evaluation.predictions import pose_predictor
+from pfld.inference import load_inference_model
+from pfld.metrics import resolve_normalization
+
+FP32_NAME, INT8_NAME = "model.onnx", "model_int8.onnx"
+SCORE_KEYS = ("nme", "failure_rate", "auc", "faces", "unscored", "pose_mae_deg", "by_group")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse settings that cannot work, before any work starts."""
+    if not Path(str(cfg.ckpt)).is_file():
+        raise FileNotFoundError(f"{cfg.ckpt}: checkpoint not found")
+    quant = cfg.quantize
+    if quant.enabled:
+        if quant.target not in TARGET_TYPES:
+            raise ValueError(f"quantize.target must be one of {sorted(TARGET_TYPES)}, got {quant.target!r}")
+        if quant.method not in METHODS:
+            raise ValueError(f"quantize.method must be one of {sorted(METHODS)}, got {quant.method!r}")
+        if quant.calibration_split not in ("train", "val"):
+            raise ValueError(
+                f"quantize.calibration_split must be train or val, got {quant.calibration_split!r}"
+            )
+        if quant.calibration_images < 1:
+            raise ValueError(
+                f"quantize.calibration_images must be at least 1, got {quant.calibration_images}"
+            )
+    if cfg.parity.images < 1:
+        raise ValueError(f"parity.images must be at least 1, got {cfg.parity.images}")
+    if cfg.latency.runs < 1 or cfg.latency.sessions < 1:
+        raise ValueError(f"latency.runs and latency.sessions must be at least 1, got {dict(cfg.latency)}")
+
+
+def check_crops(dataset: Any, count: int) -> np.ndarray:
+    """(min(count, N), 3, S, S) real normalised crops spread over `dataset`, for the parity check."""
+    return np.concatenate(list(calibration_batches(dataset, count, batch_size=64)))
+
+
+def file_summary(path: Path, scores: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
+    return {"file": path.name, "bytes": path.stat().st_size, **scores, "latency": latency}
+
+
+def latencies(path: Path, image: np.ndarray, cfg: DictConfig) -> dict[str, Any]:
+    """Batch-1 latency with one thread and with all of this machine's threads."""
+    settings = {key: int(cfg.latency[key]) for key in ("runs", "warmup", "sessions")}
+    return {
+        "one": measure_latency(path, image, threads=1, **settings),
+        "all": measure_latency(path, image, threads=0, **settings),
+    }
+
+
+def run_export(cfg: DictConfig) -> dict[str, Any]:
+    """Export ``cfg.ckpt`` to ``cfg.out``: ``model.onnx`` (checked against PyTorch on real validation
+    crops), ``model_int8.onnx`` (unless ``quantize.enabled=false``), ``report.json`` and ``report.md``.
+
+    Returns the report; its ``gate.passed`` says whether the int8 NME is within
+    ``gate.max_relative_nme_increase`` of the fp32 NME (the command exits 1 when it is not).
+    """
+    check_config(cfg)
+    checkpoint = str(cfg.ckpt)
+    model, description = load_inference_model(checkpoint, with_pose=bool(cfg.with_pose))
+    check_compatible(description, cfg.data, checkpoint)
+    adopt_input(cfg.data, description)
+    datamodule: LandmarkDataModule = instantiate(cfg.data)
+    datamodule.setup("validate")
+    loader = datamodule.val_dataloader()
+    folder = Path(str(cfg.out))
+    folder.mkdir(parents=True, exist_ok=True)
+    normalization = resolve_normalization(
+        description.get("normalization_mode", "inter_ocular"), description["normalization"]
+    )
+    threshold = float(cfg.gate.failure_threshold)
+
+    def scores(predictor: Any) -> dict[str, Any]:
+        summary = score(predictor, loader, normalization, threshold, datamodule.val_subsets)
+        return {key: summary[key] for key in SCORE_KEYS}
+
+    print(f"exporting {checkpoint} to {folder / FP32_NAME}")
+    exported = export_onnx(
+        model,
+        folder / FP32_NAME,
+        model_metadata(description, bool(cfg.with_pose)),
+        with_pose=bool(cfg.with_pose),
+        check_images=check_crops(datamodule.eval_dataset("val"), int(cfg.parity.images)),
+        opset=int(cfg.opset),
+        atol=float(cfg.parity.atol),
+        pose_atol_deg=float(cfg.parity.pose_atol_deg),
+    )
+    image = check_crops(datamodule.eval_dataset("val"), 1)  # (1, 3, S, S): the latency input
+    print(f"scoring PyTorch and fp32 ONNX on {len(loader.dataset)} validation faces")
+    models: dict[str, Any] = {
+        "pytorch": scores(pose_predictor(model) if cfg.with_pose else model),
+        "fp32": file_summary(
+            exported.path, scores(onnx_predictor(exported.path)), latencies(exported.path, image, cfg)
+        ),
+    }
+    report: dict[str, Any] = {
+        "checkpoint": checkpoint,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_description(),
+        "threads_all": cpu_threads(),
+        "latency_runs": int(cfg.latency.runs) * int(cfg.latency.sessions),
+        "faces": len(loader.dataset),
+        "normalization": description.get("normalization_mode", "inter_ocular"),
+        "failure_threshold": threshold,
+        "with_pose": bool(cfg.with_pose),
+        "metadata": model_metadata(description, bool(cfg.with_pose)),
+        "parity": {
+            "landmarks_max_abs": exported.landmark_difference,
+            "pose_max_abs_deg": exported.pose_difference_deg,
+            "images": exported.check_images,
+            "atol": float(cfg.parity.atol),
+        },
+        "models": models,
+        "quantization": None,
+        "gate": None,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    if cfg.quantize.enabled:
+        quant = cfg.quantize
+        keep_float = list(quant.keep_float)
+        settings = {
+            "target": str(quant.target),
+            "per_channel": bool(quant.per_channel),
+            "method": str(quant.method),
+            "calibration_images": min(
+                int(quant.calibration_images), len(datamodule.eval_dataset(quant.calibration_split))
+            ),
+            "calibration_split": str(quant.calibration_split),
+            "keep_float": keep_float,
+            "excluded_nodes": resolve_keep_float(exported.path, keep_float),
+        }
+        print(
+            f"quantising to int8 ({settings['target']}, {settings['method']}) on "
+            f"{settings['calibration_images']} {settings['calibration_split']} crops"
+        )
+        int8_path = quantize_int8(
+            exported.path,
+            folder / INT8_NAME,
+            calibration_batches(
+                datamodule.eval_dataset(quant.calibration_split), int(quant.calibration_images)
+            ),
+            target=settings["target"],
+            per_channel=settings["per_channel"],
+            exclude=settings["excluded_nodes"],
+            method=settings["method"],
+        )
+        models["int8"] = file_summary(
+            int8_path, scores(onnx_predictor(int8_path)), latencies(int8_path, image, cfg)
+        )
+        gate = accuracy_gate(
+            models["fp32"]["nme"], models["int8"]["nme"], float(cfg.gate.max_relative_nme_increase)
+        )
+        report["quantization"] = settings
+        report["gate"] = gate.as_dict() | {"advice": [] if gate.passed else quantization_advice(settings)}
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    markdown = render_report(report)
+    (folder / "report.md").write_text(markdown)
+    print(
+        f"\n{markdown}\nwrote {', '.join(sorted(p.name for p in folder.iterdir() if p.is_file()))} to {folder}"
+    )
+    return report

@@ -1,0 +1,78 @@
+"""onnxruntime latency of an ONNX model on this machine's CPU: batch 1, median of many runs after warm-up."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+
+
+def cpu_threads() -> int:
+    """CPUs this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def machine_description() -> str:
+    """One line naming the CPU and how many threads this process may use."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            name = next(
+                (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name
+            )
+    except OSError:
+        pass
+    return f"{name}, {cpu_threads()} threads, onnxruntime {onnxruntime.__version__}"
+
+
+def session(path: str | Path, threads: int) -> onnxruntime.InferenceSession:
+    """A CPU session with `threads` intra-op threads (0: onnxruntime's default, all cores) and none
+    between operators (PFLD is one chain of layers)."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def measure_latency(
+    path: str | Path, image: np.ndarray, threads: int, runs: int = 200, warmup: int = 20, sessions: int = 3
+) -> dict[str, Any]:
+    """Milliseconds per call of the model at `path` on `image` (1, 3, S, S) with `threads` intra-op
+    threads: `runs` timed calls after `warmup` untimed ones in each of `sessions` fresh sessions.
+
+    Returns the median, 10th and 90th percentile over all timed calls, and each session's median: with
+    several threads on a small machine, where onnxruntime's threads land varies from one session to the
+    next (on 2 cores one session in three ran a 0.25X model at 0.39 ms instead of 0.17 ms).
+    """
+    if runs < 1 or warmup < 0 or sessions < 1:
+        raise ValueError(f"need runs >= 1, warmup >= 0, sessions >= 1; got {runs}, {warmup}, {sessions}")
+    times = np.empty((sessions, runs))
+    for k in range(sessions):
+        runner = session(path, threads)
+        feeds = {runner.get_inputs()[0].name: np.ascontiguousarray(image, dtype=np.float32)}
+        for _ in range(warmup):
+            runner.run(None, feeds)
+        for i in range(runs):
+            start = time.perf_counter()
+            runner.run(None, feeds)
+            times[k, i] = time.perf_counter() - start
+    times *= 1000.0
+    return {
+        "threads": threads if threads > 0 else cpu_threads(),
+        "median_ms": float(np.median(times)),
+        "p10_ms": float(np.percentile(times, 10)),
+        "p90_ms": float(np.percentile(times, 90)),
+        "session_medians_ms": [float(m) for m in np.median(times, axis=1)],
+        "runs": runs,
+        "warmup": warmup,
+        "sessions": sessions,
+    }

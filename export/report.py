@@ -1,0 +1,106 @@
+"""The export report as Markdown: sizes, latency, accuracy of PyTorch vs fp32 vs int8, parity, gate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: Rows of the model table, in order: key in the report's ``models``, label.
+MODEL_LABELS: tuple[tuple[str, str], ...] = (
+    ("pytorch", "PyTorch"),
+    ("fp32", "ONNX fp32"),
+    ("int8", "ONNX int8"),
+)
+
+
+def _latency(model: Mapping[str, Any], which: str) -> str:
+    latency = model.get("latency", {}).get(which)
+    return f"{latency['median_ms']:.2f} ms" if latency else "-"
+
+
+def model_table(report: Mapping[str, Any]) -> str:
+    """One row per model: file, size, NME, FR, AUC, median latency at batch 1 (1 thread, all threads)."""
+    threshold = f"{report['failure_threshold']:g}"
+    threads = report.get("threads_all", "all")
+    lines = [
+        (
+            f"| model | file | size | NME | FR@{threshold} | AUC@{threshold} | latency, 1 thread | "
+            f"latency, {threads} threads |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in MODEL_LABELS:
+        model = report["models"].get(key)
+        if model is None:
+            continue
+        if key == "int8":
+            label += f" ({report['quantization']['target']})"
+        size = f"{model['bytes'] / 1024:.0f} KiB" if "bytes" in model else "-"
+        lines.append(
+            f"| {label} | {model.get('file', '-')} | {size} | {model['nme']:.4f} | "
+            f"{model['failure_rate']:.2%} | {model['auc']:.4f} | {_latency(model, 'one')} | "
+            f"{_latency(model, 'all')} |"
+        )
+    return "\n".join(lines)
+
+
+def render_report(report: Mapping[str, Any]) -> str:
+    """`report.md`: what was exported, the model table, the parity check, the int8 settings, the gate."""
+    parity, quant = report["parity"], report.get("quantization")
+    lines = [
+        f"# Export of `{report['checkpoint']}`",
+        "",
+        (
+            f"Scored on {report['faces']} validation faces ({report['normalization']} NME); latency: batch "
+            f"1, median of {report['latency_runs']} runs (in fresh sessions, after warm-up), onnxruntime "
+            f"CPU, on {report['machine']}."
+        ),
+        "",
+        model_table(report),
+        "",
+        f"**Parity** (fp32 ONNX vs PyTorch, {parity['images']} real validation crops): max |difference| "
+        f"{parity['landmarks_max_abs']:.2g} crop units (limit {parity['atol']:g})"
+        + (
+            f", pose {parity['pose_max_abs_deg']:.2g} degrees"
+            if parity.get("pose_max_abs_deg") is not None
+            else ""
+        )
+        + ".",
+    ]
+    pose = report["models"]["pytorch"].get("pose_mae_deg")
+    if report.get("with_pose") and pose:
+        lines += [
+            "",
+            f"**Pose output** (degrees, PyTorch): yaw MAE {pose['yaw']:.2f}, pitch {pose['pitch']:.2f}, "
+            + f"roll {pose['roll']:.2f} on {int(pose['faces'])} faces.",
+        ]
+    if quant:
+        kept = ", ".join(quant["keep_float"]) or "none"
+        lines += [
+            "",
+            (
+                f"**int8**: static QDQ, target `{quant['target']}`, "
+                f"{'per-channel' if quant['per_channel'] else 'per-tensor'} weights, `{quant['method']}` "
+                f"calibration on {quant['calibration_images']} {quant['calibration_split']} crops; kept in "
+                f"float: {kept}."
+            ),
+        ]
+        on_arm = any(word in report["machine"].lower() for word in ("arm", "aarch64"))
+        if quant["target"] == "arm" and not on_arm:
+            lines.append(
+                "The `arm` model's latency here is not its phone latency: x86 CPUs run signed int8 activations "
+                "through slower kernels (`target=x86` builds the model for this machine)."
+            )
+    gate = report.get("gate")
+    if gate:
+        verdict = "passed" if gate["passed"] else "**FAILED**"
+        lines += [
+            "",
+            (
+                f"**Gate**: int8 NME {gate['int8_nme']:.4f} vs fp32 {gate['fp32_nme']:.4f}: "
+                f"{gate['relative_change']:+.2%} (limit {gate['max_relative_increase']:+.2%}): {verdict}."
+            ),
+        ]
+        if not gate["passed"]:
+            lines += ["", "Try:"] + [f"- {item}" for item in gate["advice"]]
+    return "\n".join(lines) + "\n"

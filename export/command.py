@@ -27,6 +27,7 @@ from pfld.evaluation.checkpoint import adopt_input, check_compatible
 from pfld.evaluation.predictions import pose_predictor
 from pfld.inference import load_inference_model
 from pfld.metrics import resolve_normalization
+from pfld.tracking import write_metrics
 
 FP32_NAME, INT8_NAME = "model.onnx", "model_int8.onnx"
 SCORE_KEYS = ("nme", "failure_rate", "auc", "faces", "unscored", "pose_mae_deg", "by_group")
@@ -74,9 +75,25 @@ def latencies(path: Path, image: np.ndarray, cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def headline_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The flat numbers a multirun's `pfld.sweep.SweepSummary` tabulates (``metrics.json``)."""
+    metrics: dict[str, Any] = {}
+    for name, model in report["models"].items():
+        metrics |= {f"{name}/{key}": model[key] for key in ("nme", "failure_rate", "auc")}
+        if "bytes" in model:
+            metrics[f"{name}/kib"] = model["bytes"] / 1024
+            metrics[f"{name}/latency_ms"] = model["latency"]["one"]["median_ms"]
+            metrics[f"{name}/latency_all_ms"] = model["latency"]["all"]["median_ms"]
+    if report["gate"]:
+        metrics["int8/nme_change"] = report["gate"]["relative_change"]
+        metrics["gate/passed"] = report["gate"]["passed"]
+    return metrics
+
+
 def run_export(cfg: DictConfig) -> dict[str, Any]:
     """Export ``cfg.ckpt`` to ``cfg.out``: ``model.onnx`` (checked against PyTorch on real validation
-    crops), ``model_int8.onnx`` (unless ``quantize.enabled=false``), ``report.json`` and ``report.md``.
+    crops), ``model_int8.onnx`` (unless ``quantize.enabled=false``), ``report.json``, ``report.md`` and
+    ``metrics.json`` (the headline numbers, for multirun summaries).
 
     Returns the report; its ``gate.passed`` says whether the int8 NME is within
     ``gate.max_relative_nme_increase`` of the fp32 NME (the command exits 1 when it is not).
@@ -179,6 +196,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         report["quantization"] = settings
         report["gate"] = gate.as_dict() | {"advice": [] if gate.passed else quantization_advice(settings)}
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_metrics(headline_metrics(report), folder)
     markdown = render_report(report)
     (folder / "report.md").write_text(markdown)
     print(

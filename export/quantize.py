@@ -24,6 +24,7 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
+from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from export.calibration import ImageCalibrationReader, as_batch
@@ -39,6 +40,12 @@ TARGET_TYPES: dict[str, tuple[QuantType, QuantType]] = {
     "arm": (QuantType.QInt8, QuantType.QInt8),
     "x86": (QuantType.QUInt8, QuantType.QInt8),
 }
+#: Histogram of entropy calibration: onnxruntime's `quantize_static` builds its entropy calibrator with
+#: 128 bins and 128 quantised bins and forwards no other values; with equal counts its KL search has a
+#: single candidate, the full range, so "entropy" silently equals "minmax" (measured: identical scales).
+#: We calibrate with these settings ourselves and hand `quantize_static` the ranges (512 bins: the
+#: search's cost grows with the square of the bins; 2048 took 30 s on 32 crops of a 0.25X model).
+ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 512, 128
 METHODS: dict[str, CalibrationMethod] = {
     "minmax": CalibrationMethod.MinMax,
     "entropy": CalibrationMethod.Entropy,
@@ -134,6 +141,7 @@ def quantize_int8(
             unknown = [name for name in exclude if name not in names]
             if unknown:
                 raise ValueError(f"{fp32_path}: nodes to exclude {unknown} are not in the (optimised) graph")
+            ranges = _entropy_ranges(prepared, reader, Path(tmp)) if method == "entropy" else None
             quantize_static(
                 str(prepared),
                 str(out_path),
@@ -144,6 +152,7 @@ def quantize_int8(
                 weight_type=weight_type,
                 nodes_to_exclude=list(exclude),
                 calibrate_method=METHODS[method],
+                calibration_cache_path=ranges,
             )
         settings = {
             "target": target,
@@ -158,6 +167,21 @@ def quantize_int8(
         out_path.unlink(missing_ok=True)
         raise
     return out_path
+
+
+def _entropy_ranges(model: Path, reader: CalibrationDataReader, folder: Path) -> Path:
+    """Calibrate the activations of `model` by entropy with `ENTROPY_BINS` histogram bins; return the
+    ranges as an onnxruntime calibration cache (JSON) in `folder`."""
+    calibrator = create_calibrator(
+        model,
+        augmented_model_path=str(folder / "augmented.onnx"),
+        calibrate_method=CalibrationMethod.Entropy,
+        extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS},
+    )
+    calibrator.collect_data(reader)
+    cache = folder / "entropy_ranges.json"
+    save_tensors_data(calibrator.compute_data(), cache)
+    return cache
 
 
 def _write_metadata(path: Path, fp32: onnx.ModelProto, settings: dict[str, object]) -> None:

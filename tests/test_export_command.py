@@ -56,7 +56,11 @@ def val_crops() -> np.ndarray:
 
 def test_writes_both_models_and_a_report(exported: tuple[dict[str, Any], Path]) -> None:
     report, folder = exported
-    assert {FP32_NAME, INT8_NAME, "report.json", "report.md"} <= {p.name for p in folder.iterdir()}
+    assert {FP32_NAME, INT8_NAME, "report.json", "report.md", "metrics.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["int8/nme"] == report["models"]["int8"]["nme"] and "gate/passed" in metrics
     assert json.loads((folder / "report.json").read_text()) == json.loads(json.dumps(report))
     models = report["models"]
     assert models["pytorch"]["faces"] == models["fp32"]["faces"] == models["int8"]["faces"] == 160

@@ -40,3 +40,4 @@ def test_advice_follows_the_settings() -> None:
     )
     assert not any("per_channel" in item or "keep_float" in item for item in done)
     assert any("2048" in item for item in done)
+    assert "quantize.method=percentile or quantize.method=minmax" in done[-1]

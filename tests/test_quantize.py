@@ -205,3 +205,28 @@ def test_last_fc_is_the_landmark_regressor_not_the_pose_net(tmp_path: Path) -> N
     assert first in upstream("pose") and first in upstream("landmarks")
     assert resolve_keep_float(path, ["last_fc", "first_conv", "node_x"]) == [last, first, "node_x"]
     assert resolve_keep_float(path, []) == []
+
+
+def _activation_scales(path: Path) -> dict[str, float]:
+    """Scale of each QuantizeLinear fed by a computed tensor (activations, not weights)."""
+    model = onnx.load(str(path))
+    initialisers = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+    return {
+        node.input[0]: float(initialisers[node.input[1]])
+        for node in model.graph.node
+        if node.op_type == "QuantizeLinear" and node.input[0] not in initialisers
+    }
+
+
+def test_entropy_calibration_is_not_minmax_in_disguise(
+    fp32: Path, int8: dict[str, Path], crops: LandmarkDataset, tmp_path: Path
+) -> None:
+    """onnxruntime's own entropy settings reproduce minmax exactly; ours must clip some activations."""
+    path = quantize_int8(
+        fp32, tmp_path / "entropy.onnx", calibration_batches(crops, CALIBRATION, 8), method="entropy"
+    )
+    minmax, entropy = _activation_scales(int8["arm"]), _activation_scales(path)
+    assert minmax.keys() == entropy.keys()
+    smaller = [name for name in minmax if entropy[name] < 0.99 * minmax[name]]
+    assert len(smaller) >= len(minmax) // 4, f"entropy clipped only {smaller}"
+    assert read_metadata(path)[QUANTIZATION_KEY]["method"] == "entropy"

@@ -44,6 +44,18 @@ def model_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def pose_table(report: Mapping[str, Any]) -> str:
+    """Yaw, pitch and roll MAE (degrees) of each model that predicts the pose."""
+    lines = ["| model | faces | yaw | pitch | roll |", "|---|---:|---:|---:|---:|"]
+    for key, label in MODEL_LABELS:
+        pose = report["models"].get(key, {}).get("pose_mae_deg")
+        if pose:
+            lines.append(
+                f"| {label} | {int(pose['faces'])} | {pose['yaw']:.2f} | {pose['pitch']:.2f} | {pose['roll']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def render_report(report: Mapping[str, Any]) -> str:
     """`report.md`: what was exported, the model table, the parity check, the int8 settings, the gate."""
     parity, quant = report["parity"], report.get("quantization")
@@ -67,13 +79,8 @@ def render_report(report: Mapping[str, Any]) -> str:
         )
         + ".",
     ]
-    pose = report["models"]["pytorch"].get("pose_mae_deg")
-    if report.get("with_pose") and pose:
-        lines += [
-            "",
-            f"**Pose output** (degrees, PyTorch): yaw MAE {pose['yaw']:.2f}, pitch {pose['pitch']:.2f}, "
-            + f"roll {pose['roll']:.2f} on {int(pose['faces'])} faces.",
-        ]
+    if report.get("with_pose") and report["models"]["pytorch"].get("pose_mae_deg"):
+        lines += ["", "**Pose output**, mean absolute error in degrees:", "", pose_table(report)]
     if quant:
         kept = ", ".join(quant["keep_float"]) or "none"
         lines += [

@@ -137,6 +137,7 @@ def test_pose_output_in_degrees(tiny_checkpoint: Path, tmp_path: Path, val_crops
 
     report = run_export(export_config(tiny_checkpoint, tmp_path, "with_pose=true", "quantize.enabled=false"))
     assert report["gate"] is None and not (tmp_path / INT8_NAME).exists()
+    assert "| ONNX fp32 | 160 |" in (tmp_path / "report.md").read_text()  # its pose error
     assert report["parity"]["pose_max_abs_deg"] <= 1e-2
     assert set(report["models"]["fp32"]["pose_mae_deg"]) == {"yaw", "pitch", "roll", "faces"}
     session = onnxruntime.InferenceSession(str(tmp_path / FP32_NAME), providers=["CPUExecutionProvider"])

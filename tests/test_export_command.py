@@ -160,3 +160,50 @@ def test_refusals_come_before_any_work(tiny_checkpoint: Path, tmp_path: Path) ->
     with pytest.raises(ValueError, match="98"):
         run_export(export_config(tiny_checkpoint, out, "data=wflw"))
     assert not out.exists()
+
+
+def readme_recipe() -> dict[str, Any]:
+    """The README's standalone ONNX recipe (the python block after `<!-- standalone-onnx -->`), executed."""
+    text = (ROOT / "README.md").read_text()
+    code = text.split("<!-- standalone-onnx -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    return namespace
+
+
+class Recording:
+    """An onnxruntime session that keeps the input it is given and answers with ``answer`` (1, K, 2)."""
+
+    def __init__(self, session: Any, answer: np.ndarray) -> None:
+        self.session, self.answer, self.image = session, answer, None
+
+    def get_modelmeta(self) -> Any:
+        return self.session.get_modelmeta()
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.image = feeds["image"]
+        return [self.answer]
+
+
+def test_readme_recipe_needs_only_the_file(exported: tuple[dict[str, Any], Path]) -> None:
+    """Metadata, numpy and OpenCV alone reproduce pfld's input and decode its output: on real photos the
+    recipe's input is pfld's validation crop, and the crop's true points come back to the annotation."""
+    import cv2
+
+    _, folder = exported
+    predict_landmarks = readme_recipe()["predict_landmarks"]
+    session = onnxruntime.InferenceSession(str(folder / FP32_NAME), providers=["CPUExecutionProvider"])
+    records = read_landmark_csv(EMBEDDED / "val.csv")[:8]
+    faces = build_face_cache(records, 112, ibug_68())
+    dataset = LandmarkDataset(faces, build_eval_transform(112), ibug_68())
+    for index, record in enumerate(records):
+        photo = cv2.cvtColor(cv2.imread(str(record.image_path)), cv2.COLOR_BGR2RGB)
+        box = np.concatenate([record.landmarks.min(axis=0), record.landmarks.max(axis=0)])
+        sample = dataset[index]
+        recording = Recording(session, sample["landmarks"][None].numpy())
+        points = predict_landmarks(recording, photo, box)
+        difference = np.abs(recording.image - sample["image"][None].numpy())
+        grey_level = 1.0 / (255 * 0.224) + 1e-5  # one uint8 step, normalised (OpenCV's fixed-point rounding)
+        assert difference.max() <= grey_level and (difference > 1e-5).mean() < 1e-3
+        np.testing.assert_allclose(points, record.landmarks, atol=1e-3)  # pixels
+        assert predict_landmarks(session, photo, box).shape == (68, 2)  # and it runs for real

@@ -12,10 +12,13 @@ from hydra.utils import instantiate
 from pfld.models import PFLD
 
 
-def load_inference_model(checkpoint_path: str | Path, with_pose: bool = False) -> tuple[PFLD, dict[str, Any]]:
+def load_inference_model(
+    checkpoint_path: str | Path, with_pose: bool | None = False
+) -> tuple[PFLD, dict[str, Any]]:
     """Rebuild the model of a `PFLDModule` checkpoint in eval mode: the landmark net only, or with
     ``with_pose`` its auxiliary (head-pose) net too; a checkpoint without one is refused, and one whose
-    loss never trained it gets a warning.
+    loss never trained it gets a warning. ``with_pose=None``: the pose net when the checkpoint has a
+    trained one, silently.
 
     Returns the model and the checkpoint's data description (input size, crop scale, mean, std,
     scheme, number of points, normalisation indices, coordinate convention).
@@ -29,7 +32,9 @@ def load_inference_model(checkpoint_path: str | Path, with_pose: bool = False) -
         raise ValueError(
             f"{checkpoint_path}: not a pfld training checkpoint (no model/data hyper-parameters)"
         )
-    if with_pose:
+    if with_pose is None:
+        with_pose = bool(hparams["model"].get("auxiliary", True)) and pose_net_trained(hparams)
+    elif with_pose:
         check_pose_net(hparams, checkpoint_path)
     model_config = dict(hparams["model"], auxiliary=with_pose)
     model: PFLD = instantiate(model_config)
@@ -43,6 +48,13 @@ def load_inference_model(checkpoint_path: str | Path, with_pose: bool = False) -
     return model.eval(), dict(hparams["data"])
 
 
+def pose_net_trained(hparams: dict[str, Any]) -> bool:
+    """Whether the checkpoint's loss trained its auxiliary net: the PFLD loss, or a point loss with
+    ``pose_weight > 0``."""
+    loss = hparams.get("loss") or {}
+    return "PFLDLoss" in str(loss.get("_target_", "")) or float(loss.get("pose_weight", 0.0)) > 0
+
+
 def check_pose_net(hparams: dict[str, Any], checkpoint_path: Path) -> None:
     """Refuse a checkpoint without a pose net; warn when its loss did not train it (its angles would
     be an untrained net's)."""
@@ -51,9 +63,8 @@ def check_pose_net(hparams: dict[str, Any], checkpoint_path: Path) -> None:
             f"{checkpoint_path}: the model was trained without the auxiliary pose net "
             "(model.auxiliary=false): it cannot predict the head pose; export without with_pose"
         )
-    loss = hparams.get("loss") or {}
-    trained = "PFLDLoss" in str(loss.get("_target_", "")) or float(loss.get("pose_weight", 0.0)) > 0
-    if not trained:
+    if not pose_net_trained(hparams):
+        loss = hparams.get("loss") or {}
         warnings.warn(
             f"{checkpoint_path}: its loss ({loss.get('_target_')}, pose_weight "
             f"{loss.get('pose_weight', 0.0)}) did not train the pose net: its angles are meaningless; "

@@ -76,8 +76,16 @@ def crop_face(
     Returns the (out_size, out_size, C) crop and the (K, 2) landmarks in its pixels (NaN stays NaN).
     """
     square = square_box(landmarks, crop_scale) if box is None else square_from_box(box, crop_scale)
+    return cut_square(image, square, out_size, margin), warp_points(
+        landmarks, crop_matrix(square, out_size, margin)
+    )
+
+
+def cut_square(image: np.ndarray, square: np.ndarray, out_size: int, margin: float = 1.0) -> np.ndarray:
+    """The (out_size, out_size, C) picture of ``square`` (centre_x, centre_y, side) enlarged ``margin``
+    times, black outside the photo (see `crop_matrix`)."""
     matrix = crop_matrix(square, out_size, margin)
-    crop = cv2.warpAffine(
+    return cv2.warpAffine(
         image,
         matrix,
         (out_size, out_size),
@@ -85,7 +93,6 @@ def crop_face(
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
-    return crop, warp_points(landmarks, matrix)
 
 
 def to_unit(points: np.ndarray, crop_side: float) -> np.ndarray:

@@ -1,0 +1,163 @@
+"""`python predict.py INPUT... --model MODEL`: landmarks and head pose on photos, folders and videos.
+
+For each photo: `<out>/<name>.json` (every face's box, crop, landmarks in photo pixels, yaw/pitch/roll)
+and `<out>/<name>.jpg` with the points and pose axes drawn. For each video: `<out>/<name>.jsonl` (one
+line per frame) and `<out>/<name>.mp4`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from pfld.predict.box_mapping import DLIB_HOG_MAPPING
+from pfld.predict.detector import DlibHogDetector
+from pfld.predict.drawing import draw_faces
+from pfld.predict.models import load_landmark_model
+from pfld.predict.pipeline import FacePrediction, Predictor
+from pfld.predict.smoothing import LandmarkSmoother
+from pfld.predict.sources import VideoFrames, expand_inputs, is_video, read_photo
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="predict.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("inputs", nargs="+", help="photos, folders of photos, or video files")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a training checkpoint (.ckpt) or an exported model (.onnx, fp32 or int8)",
+    )
+    parser.add_argument("--out", default="predictions", help="output folder (default: predictions)")
+    parser.add_argument(
+        "--upsample",
+        type=int,
+        default=1,
+        help="detector upsampling: 1 finds faces down to about 40 px (default 1)",
+    )
+    parser.add_argument(
+        "--refine", type=int, default=2, help="re-crops around the predicted points (default 2)"
+    )
+    parser.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per image")
+    parser.add_argument(
+        "--smooth",
+        action="store_true",
+        help="videos: One Euro filter on the points (see pfld/predict/smoothing.py)",
+    )
+    parser.add_argument(
+        "--min-cutoff",
+        type=float,
+        default=1.0,
+        help="smoothing: cutoff (Hz) of a still face; lower = smoother",
+    )
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=5.0,
+        help="smoothing: how fast the cutoff rises with speed; higher = less lag",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all)")
+    parser.add_argument("--no-draw", action="store_true", help="write JSON only")
+    return parser.parse_args(argv)
+
+
+def describe(name: str, faces: list[FacePrediction]) -> str:
+    if not faces:
+        return f"{name}: no face found"
+    poses = [
+        f"yaw {f.pose[0]:+.0f}, pitch {f.pose[1]:+.0f}, roll {f.pose[2]:+.0f}"
+        for f in faces
+        if f.pose is not None and np.isfinite(f.pose).all()
+    ]
+    return f"{name}: {len(faces)} face{'s' if len(faces) > 1 else ''}" + (
+        f" ({'; '.join(poses)})" if poses else ""
+    )
+
+
+def photo_record(path: Path, image: np.ndarray, faces: list[FacePrediction], **extra: Any) -> dict[str, Any]:
+    return {"input": str(path), "width": image.shape[1], "height": image.shape[0], **extra,
+            "faces": [face.to_json() for face in faces]}  # fmt: skip
+
+
+def write_rgb(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: could not write the picture")
+
+
+def predict_photo(predictor: Predictor, path: Path, out: Path, draw: bool) -> list[FacePrediction]:
+    image = read_photo(path)
+    faces = predictor.predict(image)
+    (out / f"{path.stem}.json").write_text(json.dumps(photo_record(path, image, faces), indent=1) + "\n")
+    if draw:
+        write_rgb(out / f"{path.stem}.jpg", draw_faces(image, faces))
+    print(describe(str(path), faces))
+    return faces
+
+
+def predict_video(predictor: Predictor, path: Path, out: Path, draw: bool, args: argparse.Namespace) -> int:
+    """Returns the number of frames with no face."""
+    video = VideoFrames(path)
+    smoother = LandmarkSmoother(video.fps, args.min_cutoff, args.beta) if args.smooth else None
+    writer = None
+    if draw:
+        writer = cv2.VideoWriter(
+            str(out / f"{path.stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), video.fps, video.size
+        )
+    empty = frames = 0
+    with (out / f"{path.stem}.jsonl").open("w") as lines:
+        for index, frame in enumerate(tqdm(video, total=video.frames or None, desc=path.name, unit="frame")):
+            faces = predictor.predict(frame)
+            if smoother is not None:
+                faces = smoother(faces)
+            empty += not faces
+            frames += 1
+            lines.write(
+                json.dumps(photo_record(path, frame, faces, frame=index, time=index / video.fps)) + "\n"
+            )
+            if writer is not None:
+                writer.write(cv2.cvtColor(draw_faces(frame, faces), cv2.COLOR_RGB2BGR))
+    if writer is not None:
+        writer.release()
+    if not frames:
+        raise ValueError(f"{path}: OpenCV read no frame from this video")
+    print(f"{path}: {frames} frames, {empty} without a face")
+    return empty
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        files = expand_inputs(args.inputs)
+        model = load_landmark_model(args.model, args.threads)
+        detector = DlibHogDetector(args.upsample)
+    except (OSError, ValueError, ImportError) as error:  # nothing done yet: say why and stop
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    predictor = Predictor(model, detector, DLIB_HOG_MAPPING, args.refine, args.max_faces)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed, start = [], time.perf_counter()
+    for path in files:
+        try:
+            if is_video(path):
+                predict_video(predictor, path, out, not args.no_draw, args)
+            else:
+                predict_photo(predictor, path, out, not args.no_draw)
+        except (OSError, ValueError) as error:  # one bad file does not stop the others
+            print(f"error: {error}", file=sys.stderr)
+            failed.append(path)
+    print(
+        f"{len(files) - len(failed)} of {len(files)} inputs done in {time.perf_counter() - start:.1f} s; results in {out}"
+    )
+    if failed:
+        print(f"could not read: {', '.join(map(str, failed))}", file=sys.stderr)
+    return 1 if failed else 0

@@ -74,7 +74,7 @@ def describe(name: str, faces: list[FacePrediction]) -> str:
     if not faces:
         return f"{name}: no face found"
     poses = [
-        f"yaw {f.pose[0]:+.0f}, pitch {f.pose[1]:+.0f}, roll {f.pose[2]:+.0f}"
+        "yaw {:+d}, pitch {:+d}, roll {:+d}".format(*(round(float(v)) + 0 for v in f.pose))
         for f in faces
         if f.pose is not None and np.isfinite(f.pose).all()
     ]

@@ -37,7 +37,10 @@ def draw_face(image: np.ndarray, face: FacePrediction, thickness: int | None = N
                 image, tuple(np.round(origin).astype(int)), tuple(np.round(tip).astype(int)), colour,
                 thickness + 1, cv2.LINE_AA, tipLength=0.15,
             )  # fmt: skip
-        label = " ".join(f"{n[0]}{v:+.0f}" for n, v in zip(("yaw", "pitch", "roll"), face.pose, strict=True))
+        label = " ".join(
+            f"{n[0]}{round(float(v)) + 0:+d}"
+            for n, v in zip(("yaw", "pitch", "roll"), face.pose, strict=True)
+        )
         cv2.putText(image, label, (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, max(0.4, side / 600), BOX,
                     thickness, cv2.LINE_AA)  # fmt: skip
     return image

@@ -127,7 +127,7 @@ def test_no_face_and_tiny_images(
     captured = capsys.readouterr()
     assert code == 1  # one input could not be read; the others were still done
     assert "blank.png: no face found" in captured.out and "1204062305.jpg: 1 face" in captured.out
-    assert "corrupt.jpg: not an image" in captured.err
+    assert "corrupt.jpg: truncated JPEG" in captured.err  # a JPEG start and no end
     assert json.loads((tmp_path / "out" / "blank.json").read_text())["faces"] == []
     assert main([str(tmp_path / "missing.jpg"), "--model", str(MODEL)]) == 2
     assert "missing.jpg: no such file" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from pfld.data.attributes import fit_angles
 from pfld.data.crop import crop_face, to_unit
+from pfld.data.photo_checks import check_photo_file, check_points_in_photo
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import LandmarkScheme
 
@@ -161,14 +162,21 @@ def _layout(faces: FaceCache) -> str:
 
 
 def load_image(path: Path, source: str = "") -> np.ndarray:
-    """Read a photo as (H, W, 3) uint8 RGB; fail with the file named if it is missing or corrupt."""
+    """Read a photo as (H, W, 3) uint8 RGB; fail with the file named if it is missing, empty, truncated,
+    not an image or smaller than 2 x 2 pixels."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image not found" + (f" (annotated in {source})" if source else ""))
+    check_photo_file(path)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"{path}: cannot decode the image (corrupt or not an image)")
+        raise ValueError(
+            f"{path}: cannot decode the image (corrupt or not an image); replace it or drop the face"
+        )
     if min(image.shape[:2]) < 2:
-        raise ValueError(f"{path}: image of {image.shape[1]}x{image.shape[0]} pixels is too small")
+        raise ValueError(
+            f"{path}: image of {image.shape[1]}x{image.shape[0]} pixels is too small to hold a face; "
+            "replace it or drop the face"
+        )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -182,6 +190,8 @@ def crop_record(
         raise ValueError(f"{record.source}: box_source 'dataset' but the annotation has no face box")
     side = crop_size + 2 * border
     image = load_image(record.image_path, record.source)
+    where = f"{record.source} ({record.image_path.name})" if record.source else str(record.image_path)
+    check_points_in_photo(record.landmarks, image.shape[1], image.shape[0], where)
     box = record.box if box_source == "dataset" else None
     return crop_face(image, record.landmarks, side, crop_scale, side / crop_size, box=box)
 

@@ -141,16 +141,20 @@ class LandmarkDataModule(L.LightningDataModule):
         caches = []
         for source in sources:
             faces = source()
+            if not len(faces):
+                raise ValueError(
+                    f"the {split} split is empty: {describe_source(source)} gave no faces; "
+                    f"check data.{split} and the files it names"
+                )
             if isinstance(faces, FaceCache):
                 caches.append(self._check_prepared(faces, split))
                 continue
-            if not faces:
-                raise ValueError(f"the {split} split is empty")
             for record in faces:
                 if record.num_points != self.scheme.num_points:
                     raise ValueError(
                         f"{record.source}: {record.num_points} points, but the scheme "
-                        f"{self.scheme.name!r} has {self.scheme.num_points}"
+                        f"{self.scheme.name!r} has {self.scheme.num_points}; set data.scheme.name_or_path "
+                        "and data.num_points to the data's scheme"
                     )
             caches.append(
                 build_face_cache(
@@ -163,13 +167,11 @@ class LandmarkDataModule(L.LightningDataModule):
                 )
             )
         if not caches:
-            raise ValueError(f"the {split} split is empty")
+            raise ValueError(f"the {split} split is empty: data.{split} lists no source")
         return caches
 
     def _check_prepared(self, faces: FaceCache, split: str) -> FaceCache:
-        where = f"{split} faces prepared from {faces.sources[0] if len(faces) else '?'}"
-        if not len(faces):
-            raise ValueError(f"the {split} split is empty")
+        where = f"{split} faces prepared from {faces.sources[0]}"
         if faces.num_points != self.scheme.num_points:
             raise ValueError(
                 f"{where}: {faces.num_points} points, but the scheme {self.scheme.name!r} has "
@@ -269,6 +271,16 @@ def source_names(sources: Sequence[FaceSource]) -> list[str]:
             name = f"{base}_{repeat}"
         names.append(name)
     return names
+
+
+def describe_source(source: FaceSource) -> str:
+    """Where a source reads from, for messages: its bound file or folder, else its name."""
+    keywords = getattr(source, "keywords", {}) or {}
+    location = next((keywords[k] for k in SOURCE_NAME_KEYS if k in keywords), None)
+    if location is not None:
+        return str(location)
+    target = getattr(source, "func", source)
+    return getattr(target, "__qualname__", repr(target))
 
 
 def subset_masks(names: Sequence[str], sizes: Sequence[int]) -> dict[str, np.ndarray]:

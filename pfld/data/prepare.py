@@ -242,7 +242,10 @@ def prepare_dataset(
             print(f"{folder}: already prepared ({len(faces)} faces)")
         else:
             problems = []
-            records = read(problems.append)
+            try:
+                records = read(problems.append)
+            except ValueError as error:  # e.g. every entry bad: say why, with the first one's problem
+                raise ValueError(f"{error}, e.g. {problems[0]}" if problems else str(error)) from error
             faces, skipped = prepare_split(
                 records,
                 folder,

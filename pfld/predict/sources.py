@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pfld.data.photo_checks import check_photo_file
 from pfld.data.readers import IMAGE_SUFFIXES
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -18,6 +19,7 @@ def read_photo(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image")
+    check_photo_file(path)  # empty files and truncated JPEGs (which OpenCV decodes with grey rows)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"{path}: not an image OpenCV can read (corrupt, truncated or another format)")

@@ -11,6 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from pfld.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
 from pfld.losses import pose_loss
 from pfld.metrics import NMEMetric, PoseErrorMetric, nme, resolve_normalization
 from pfld.models import PFLD
@@ -135,6 +136,7 @@ class PFLDModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, landmarks, angles = self._shared_step(batch, "train")
+        self._stop_if_not_finite(loss, batch, batch_idx)
         if angles is not None and getattr(self.loss, "pose_weight", 0.0) > 0:  # a point loss's pose term
             with torch.no_grad():
                 pose = pose_loss(angles.detach(), batch["angles"], batch["pose_valid"])
@@ -153,6 +155,34 @@ class PFLDModule(L.LightningModule):
             "train/nme", batch_nme, on_step=False, on_epoch=True, batch_size=len(landmarks), sync_dist=True
         )
         return loss
+
+    def _stop_if_not_finite(self, loss: torch.Tensor, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Raise `NonFiniteLossError` when the loss is NaN or infinite on any process (all of them stop
+        together), before the backward pass: the weights stay those of the last good step."""
+        bad = not bool(torch.isfinite(loss.detach()))
+        trainer = self._trainer
+        if trainer is not None:
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if not bad:
+            return
+        epoch, step = (trainer.current_epoch, trainer.global_step) if trainer is not None else (-1, -1)
+        if torch.isfinite(loss.detach()):
+            raise NonFiniteLossError(
+                f"the training loss is not finite on another process at epoch {epoch}, batch {batch_idx} "
+                f"(global step {step}); that process names the faces"
+            )
+        message = non_finite_loss_message(
+            float(loss.detach()), epoch, batch_idx, step, self._batch_sources(batch), non_finite_inputs(batch)
+        )
+        raise NonFiniteLossError(message)
+
+    def _batch_sources(self, batch: dict[str, torch.Tensor]) -> list[str]:
+        """Where the batch's faces were annotated, through the dataset's `sources_of`; [] if unknown."""
+        loader = getattr(self._trainer, "train_dataloader", None) if self._trainer is not None else None
+        describe = getattr(getattr(loader, "dataset", None), "sources_of", None)
+        if "index" not in batch or describe is None:
+            return []
+        return describe(batch["index"].tolist())
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         _, landmarks, angles = self._shared_step(batch, "val")

@@ -12,12 +12,14 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from pfld.config_checks import check_train_config
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.data.schemes import LandmarkScheme
 from pfld.evaluation import group_table, write_report
 from pfld.metrics import nme, resolve_normalization
 from pfld.module import PFLDModule
 from pfld.tracking import finish_wandb, write_metrics
+from pfld.warm_start import warm_start
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -76,7 +78,12 @@ def data_description(datamodule: LandmarkDataModule) -> dict[str, Any]:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit a PFLD model as configured; returns the final metrics (``val/nme`` and the baseline)."""
+    """Fit a PFLD model as configured; returns the final metrics (``val/nme`` and the baseline).
+
+    The config is checked first (`check_train_config`): a bad one fails before any data is prepared.
+    ``ckpt_path`` resumes a run; ``init_from`` starts a new one from a checkpoint's matching weights.
+    """
+    check_train_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: LandmarkDataModule = instantiate(cfg.data)
     datamodule.setup("fit")
@@ -91,6 +98,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     if cfg.ckpt_path is None:
         module.initialize_from_data(datamodule.mean_shape(), datamodule.class_fractions())
+    if cfg.get("init_from"):
+        warm_start(module.model, cfg.init_from)
 
     callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks"))
     loggers: list[Logger] = _instantiate_all(cfg.get("logger"))

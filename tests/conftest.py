@@ -78,3 +78,21 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_run")
     train(compose_train(TINY_TRAINING, folder))
     return next((folder / "checkpoints").glob("epoch*.ckpt"))
+
+
+def save_module_checkpoint(module, path: Path) -> Path:
+    """A checkpoint of ``module`` (a `PFLDModule`) as training writes one, weights and hyper-parameters
+    only: enough for `load_inference_model`, ``init_from`` and the checks of ``ckpt_path``."""
+    import torch
+
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+def wflw_module(tmp_path: Path):
+    """An untrained 98-point `PFLDModule` (the WFLW scheme) with the default model, loss and optimiser."""
+    from pfld.module import PFLDModule
+
+    cfg = compose_train(["data=wflw"], tmp_path)
+    data = OLD_DATA_DESCRIPTION | {"scheme": "wflw98", "num_points": 98, "normalization": [60, 72]}
+    return PFLDModule(cfg.model, cfg.loss, cfg.optimizer, data, cfg.scheduler)

@@ -18,8 +18,11 @@ GROUPS = {
     "override", [f"{group}={option}" for group, options in GROUPS.items() for option in options]
 )
 def test_every_config_option_composes(override, tmp_path):
+    from pfld.config_checks import check_train_config
+
     cfg = compose_train([override], tmp_path)
     assert cfg.data.input_size == 112 and cfg.model.num_points == cfg.data.num_points
+    check_train_config(cfg)  # every shipped option passes the checks train() starts with
 
 
 def test_default_config_builds_its_parts(tmp_path):

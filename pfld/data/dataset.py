@@ -28,7 +28,8 @@ class LandmarkDataset(Dataset):
     visible: (K,) bool, True where the point is labelled;
     angles: (3,) float32 yaw, pitch, roll in radians, fitted to the augmented landmarks (0 if unknown);
     pose_valid: () bool, False when the pose could not be fitted (too few labelled reference points);
-    classes: (C,) float32 0/1 membership in `pfld.data.attributes.FACE_CLASSES`.
+    classes: (C,) float32 0/1 membership in `pfld.data.attributes.FACE_CLASSES`;
+    index: () int64, the face's position in the dataset (see `sources_of`).
     """
 
     def __init__(
@@ -97,4 +98,9 @@ class LandmarkDataset(Dataset):
             "angles": torch.from_numpy(angles.astype(np.float32)),
             "pose_valid": torch.tensor(pose_valid),
             "classes": torch.from_numpy(classes),
+            "index": torch.tensor(index, dtype=torch.int64),
         }
+
+    def sources_of(self, indices: Sequence[int]) -> list[str]:
+        """Where the faces at ``indices`` were annotated (file and line, or image), for messages."""
+        return [str(self.faces.sources[int(i)]) for i in indices]

@@ -1,0 +1,192 @@
+"""Checks of a training config that run before any work (data preparation, model, Trainer) starts.
+
+`check_train_config` gathers every problem it finds and raises one `ConfigError` that lists them, each
+naming its key and saying what to do. Hydra's struct mode already refuses an unknown top-level key on
+the command line (``foo=1``); here the keys inside the groups that reach `hydra.utils.instantiate` are
+checked against the signature of their ``_target_``, so that a typo inside ``model:`` or
+``optimizer:`` is named instead of surfacing as a TypeError minutes later, or never.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
+
+from pfld.models.pfld import MIN_INPUT_SIZE
+
+#: Config groups built with `instantiate` (their ``_target_`` entries, at any depth, are checked).
+INSTANTIATED_GROUPS: tuple[str, ...] = (
+    "model",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "data",
+    "trainer",
+    "callbacks",
+    "logger",
+)
+#: Keys `instantiate` reads itself.
+HYDRA_KEYS: frozenset[str] = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
+
+
+class ConfigError(ValueError):
+    """A training config that cannot work; the message lists every problem found."""
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Raise `ConfigError` listing what is wrong with ``cfg`` (conf/train.yaml composed), else return."""
+    problems = unknown_keys(cfg)
+    problems += model_problems(cfg)
+    problems += checkpoint_problems(cfg)
+    if problems:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise ConfigError(
+            f"the training config has {len(problems)} problem(s); nothing was started:\n{listed}"
+        )
+
+
+def unknown_keys(cfg: DictConfig) -> list[str]:
+    """One message per key of a ``_target_`` entry that its callable does not take (or per target that
+    cannot be imported), in `INSTANTIATED_GROUPS`."""
+    problems: list[str] = []
+    for group in INSTANTIATED_GROUPS:
+        if cfg.get(group) is not None:
+            _walk(OmegaConf.to_container(cfg[group], resolve=False), group, problems)
+    return problems
+
+
+def _walk(node: Any, path: str, problems: list[str]) -> None:
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            _walk(item, f"{path}[{index}]", problems)
+        return
+    if not isinstance(node, dict):
+        return
+    if "_target_" in node:
+        problems += _target_problems(node, path)
+    for key, value in node.items():
+        _walk(value, f"{path}.{key}", problems)
+
+
+def _target_problems(node: dict[str, Any], path: str) -> list[str]:
+    target = str(node["_target_"])
+    try:
+        parameters = inspect.signature(get_object(target)).parameters
+    except (ImportError, AttributeError, ValueError) as error:
+        return [f"{path}._target_: cannot import {target!r} ({error}); check its spelling"]
+    except TypeError:  # a callable without a signature (some builtins): nothing to check against
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return []  # takes any keyword
+    accepted = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    problems = []
+    for key in node:
+        if key in HYDRA_KEYS or key in accepted:
+            continue
+        close = difflib.get_close_matches(str(key), accepted, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        problems.append(
+            f"{path}.{key}: unknown key for {target}; {hint}it takes {', '.join(accepted) or 'no keys'}"
+        )
+    return problems
+
+
+def model_problems(cfg: DictConfig) -> list[str]:
+    """A backbone width that is not a positive number; an input size the model cannot take; a model
+    whose point count or input size differs from the data's."""
+    problems = []
+    backbone = cfg.model.get("backbone") or {}
+    width = backbone.get("width")
+    if "width" in backbone and not _positive_number(width):
+        problems.append(f"model.backbone.width must be a finite number > 0 (e.g. 0.25 or 1.0), got {width!r}")
+    for key in ("data.input_size", "model.input_size"):
+        size = OmegaConf.select(cfg, key)
+        if size is not None and not _valid_input_size(size):
+            problems.append(
+                f"{key} must be an int, a multiple of 16 and >= {MIN_INPUT_SIZE} (e.g. 112), got {size!r}"
+            )
+    for name in ("input_size", "num_points"):
+        model_value, data_value = cfg.model.get(name), cfg.data.get(name)
+        if model_value is not None and data_value is not None and model_value != data_value:
+            problems.append(
+                f"model.{name} is {model_value} but data.{name} is {data_value}; leave model.{name} "
+                f"at its default ${{data.{name}}}"
+            )
+    return problems
+
+
+def checkpoint_problems(cfg: DictConfig) -> list[str]:
+    """``ckpt_path`` (resume) and ``init_from`` (fine-tune): not both, each an existing pfld checkpoint;
+    a resumed checkpoint must have the config's point count, input size and backbone."""
+    resume, init = cfg.get("ckpt_path"), cfg.get("init_from")
+    if resume and init:
+        both = f"ckpt_path ({resume}) resumes a run and init_from ({init}) starts a new one from its weights"
+        return [f"{both}: set only one"]
+    key, path = ("ckpt_path", resume) if resume else ("init_from", init)
+    if not path:
+        return []
+    hparams, problem = read_hyperparameters(path, key)
+    if problem:
+        return [problem]
+    if key == "init_from":
+        return []  # another point count, size or width is what init_from is for
+    return _resume_mismatches(hparams, cfg, path)
+
+
+def read_hyperparameters(path: str | Path, key: str) -> tuple[dict[str, Any], str | None]:
+    """(the checkpoint's hyper-parameters, None), or ({}, a message naming ``key`` and the problem)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}, f"{key}={path}: checkpoint not found"
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - any unreadable file: report it with the key that named it
+        return {}, f"{key}={path}: cannot read the checkpoint ({type(error).__name__}: {error})"
+    hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "model" not in hparams:
+        return {}, f"{key}={path}: not a pfld training checkpoint (no state_dict or model hyper-parameters)"
+    return hparams, None
+
+
+def _resume_mismatches(hparams: dict[str, Any], cfg: DictConfig, path: str) -> list[str]:
+    saved_model, saved_data = hparams["model"], hparams.get("data") or {}
+    problems = []
+    saved_points, points = saved_data.get("num_points", saved_model.get("num_points")), cfg.data.num_points
+    if saved_points != points:
+        problems.append(
+            f"ckpt_path={path} has {saved_points} points ({saved_data.get('scheme', '?')}) but the config has "
+            f"{points}: a run resumes only with its own model; to start a new run from its weights, with "
+            f"the output layer re-initialised for {points} points, use init_from={path} instead"
+        )
+    saved_size = saved_data.get("input_size", saved_model.get("input_size"))
+    if saved_size != cfg.data.input_size:
+        problems.append(
+            f"ckpt_path={path} was trained at input_size {saved_size} but data.input_size is "
+            f"{cfg.data.input_size}: set data.input_size={saved_size} to resume, or use init_from={path}"
+        )
+    backbone = OmegaConf.to_container(cfg.model.get("backbone") or {}, resolve=True)
+    if saved_model.get("backbone") != backbone:
+        problems.append(
+            f"ckpt_path={path} has the backbone {saved_model.get('backbone')} but the config has {backbone}: "
+            f"choose the same model to resume, or use init_from={path} to start from its matching weights"
+        )
+    return problems
+
+
+def _positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+
+
+def _valid_input_size(value: Any) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and value % 16 == 0 and value >= MIN_INPUT_SIZE
+    )

@@ -167,8 +167,20 @@ def test_sweep_writes_one_summary(tmp_path):
     assert "model.backbone.width=0.5 loss=wing" in summary.read_text() and "Sweep summary" in result.stdout
 
 
+@pytest.fixture
+def fresh_wandb(monkeypatch):
+    """An offline wandb with no session left over from an earlier test of the same process (wandb keeps
+    its settings process-wide and ignores later environment changes)."""
+    import wandb
+
+    wandb.teardown()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    yield
+    wandb.teardown()
+
+
 @pytest.mark.slow
-def test_offline_wandb_run_holds_pictures(tmp_path):
+def test_offline_wandb_run_holds_pictures(tmp_path, fresh_wandb):
     overrides = [
         "logger=wandb",
         "data.num_workers=0",

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime
 import torch
 from torch.utils.data import DataLoader
 
+from export.latency import session
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME, POSE_NAME
 from pfld.evaluation.predictions import Predictor, predict
 from pfld.evaluation.scores import face_errors, face_groups, summarize
@@ -20,9 +20,7 @@ from pfld.metrics import Normalization
 def onnx_predictor(path: str | Path, threads: int = 0) -> Callable[[torch.Tensor], Any]:
     """An onnxruntime CPU session as a `Predictor`: (B, 3, S, S) -> landmarks, or (landmarks, pose in
     radians) when the model has a ``pose`` output (stored in degrees)."""
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    runner = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    runner = session(path, threads)
     names = [output.name for output in runner.get_outputs()]
 
     def run(images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

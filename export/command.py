@@ -118,17 +118,18 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         return {key: summary[key] for key in SCORE_KEYS}
 
     print(f"exporting {checkpoint} to {folder / FP32_NAME}")
+    val_crops = check_crops(loader.dataset, int(cfg.parity.images))  # the validation loader's: unaugmented
     exported = export_onnx(
         model,
         folder / FP32_NAME,
         model_metadata(description, bool(cfg.with_pose)),
         with_pose=bool(cfg.with_pose),
-        check_images=check_crops(datamodule.eval_dataset("val"), int(cfg.parity.images)),
+        check_images=val_crops,
         opset=int(cfg.opset),
         atol=float(cfg.parity.atol),
         pose_atol_deg=float(cfg.parity.pose_atol_deg),
     )
-    image = check_crops(datamodule.eval_dataset("val"), 1)  # (1, 3, S, S): the latency input
+    image = val_crops[:1]  # (1, 3, S, S): the latency input, the first validation face
     print(f"scoring PyTorch and fp32 ONNX on {len(loader.dataset)} validation faces")
     models: dict[str, Any] = {
         "pytorch": scores(pose_predictor(model) if cfg.with_pose else model),
@@ -161,13 +162,12 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
     if cfg.quantize.enabled:
         quant = cfg.quantize
         keep_float = list(quant.keep_float)
+        calibration = datamodule.eval_dataset(quant.calibration_split)
         settings = {
             "target": str(quant.target),
             "per_channel": bool(quant.per_channel),
             "method": str(quant.method),
-            "calibration_images": min(
-                int(quant.calibration_images), len(datamodule.eval_dataset(quant.calibration_split))
-            ),
+            "calibration_images": min(int(quant.calibration_images), len(calibration)),
             "calibration_split": str(quant.calibration_split),
             "keep_float": keep_float,
             "excluded_nodes": resolve_keep_float(exported.path, keep_float),
@@ -179,9 +179,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         int8_path = quantize_int8(
             exported.path,
             folder / INT8_NAME,
-            calibration_batches(
-                datamodule.eval_dataset(quant.calibration_split), int(quant.calibration_images)
-            ),
+            calibration_batches(calibration, int(quant.calibration_images)),
             target=settings["target"],
             per_channel=settings["per_channel"],
             exclude=settings["excluded_nodes"],

@@ -47,10 +47,6 @@ class LandmarksAndPose(nn.Module):
             raise ValueError("with_pose needs the auxiliary pose net: this model has none")
         self.model = model
 
-    @property
-    def input_size(self) -> int:
-        return self.model.input_size
-
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         landmarks, angles = self.model.forward_with_pose(images)
         return landmarks, torch.rad2deg(angles)

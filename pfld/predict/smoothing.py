@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pfld.predict.detector import box_iou
 from pfld.predict.pipeline import FacePrediction
 
 
@@ -55,10 +56,7 @@ class OneEuroFilter:
 
 def _overlap(first: np.ndarray, second: np.ndarray) -> float:
     """IoU of two crops given as (centre_x, centre_y, side) squares."""
-    low = np.maximum(first[:2] - first[2] / 2, second[:2] - second[2] / 2)
-    high = np.minimum(first[:2] + first[2] / 2, second[:2] + second[2] / 2)
-    inter = float(np.prod(np.clip(high - low, 0, None)))
-    return inter / (first[2] ** 2 + second[2] ** 2 - inter)
+    return box_iou(*(np.concatenate([s[:2] - s[2] / 2, s[:2] + s[2] / 2]) for s in (first, second)))
 
 
 class LandmarkSmoother:

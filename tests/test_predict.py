@@ -175,7 +175,9 @@ def test_smoother_keeps_each_face_on_its_own_track(predictor: Predictor) -> None
     faces = predictor.predict(image)
     smoother = LandmarkSmoother(rate=25)
     first = [f.landmarks.copy() for f in smoother(faces)]
+    filters = [track[1] for track in smoother.tracks]
     again = smoother(list(reversed(predictor.predict(image))))  # same faces, listed the other way round
+    assert [track[1] for track in smoother.tracks] == filters[::-1]  # each face kept its own filter
     np.testing.assert_allclose(again[1].landmarks, first[0], atol=1e-3)
     np.testing.assert_allclose(again[0].landmarks, first[1], atol=1e-3)
 

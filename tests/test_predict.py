@@ -60,17 +60,23 @@ def test_every_annotated_face_is_found_and_its_points_land_on_it(predictor: Pred
 
 
 def test_refinement_brings_the_crop_to_the_training_policy(predictor: Predictor) -> None:
-    """On the detector's box the crop is a guess; after refinement it is the training crop of the
-    predicted points, which sit where the annotated points are."""
-    image = read_photo(PHOTOS / "1204062305.jpg")
-    (truth,) = annotated(PHOTOS / "1204062305.jpg")
-    errors = []
-    for refine in (0, 2):
-        (face,) = Predictor(predictor.model, predictor.detector, DLIB_HOG_MAPPING, refine).predict(image)
-        errors.append(
-            float(nme(torch.from_numpy(face.landmarks[None]), torch.from_numpy(truth[None]), (36, 45)))
-        )
-    assert errors[1] < errors[0] + 0.005
+    """On the detector's box the crop is a guess; re-cropping around the predicted points with the
+    training rule brings them closer to the annotation (measured on these 6 faces: mean NME 0.0543 ->
+    0.0456; on all of AFW 0.0668 -> 0.0561)."""
+    errors = {0: [], 2: []}
+    for photo in sorted(PHOTOS.glob("*.jpg")):
+        image = read_photo(photo)
+        for refine, found in errors.items():
+            faces = Predictor(predictor.model, predictor.detector, DLIB_HOG_MAPPING, refine).predict(image)
+            for truth in annotated(photo):
+                face = max(faces, key=lambda f: box_iou(f.box, landmark_box(truth)))
+                found.append(
+                    float(
+                        nme(torch.from_numpy(face.landmarks[None]), torch.from_numpy(truth[None]), (36, 45))
+                    )
+                )
+    assert len(errors[0]) == 6
+    assert np.mean(errors[2]) < 0.95 * np.mean(errors[0])
 
 
 def test_box_mapping_is_fitted_from_matched_boxes() -> None:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from pfld.data.crop import landmark_box
 from pfld.data.readers import read_pts_folder
 from pfld.metrics import nme
 from pfld.predict.box_mapping import BoxMapping, fit_box_mapping
@@ -34,10 +35,6 @@ from pfld.predict.models import load_landmark_model
 from pfld.predict.pipeline import Predictor
 
 SHARED = Path(os.environ.get("PFLD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def landmark_box(points: np.ndarray) -> np.ndarray:
-    return np.concatenate([points.min(axis=0), points.max(axis=0)])
 
 
 def matches(detection: np.ndarray, box: np.ndarray) -> bool:

@@ -20,6 +20,7 @@ from export.gate import accuracy_gate
 from export.onnx_export import read_metadata
 from export.quantize import QUANTIZATION_KEY
 from pfld.data.cache import build_face_cache
+from pfld.data.crop import landmark_box
 from pfld.data.dataset import LandmarkDataset
 from pfld.data.readers import read_landmark_csv
 from pfld.data.schemes import ibug_68
@@ -198,7 +199,7 @@ def test_readme_recipe_needs_only_the_file(exported: tuple[dict[str, Any], Path]
     dataset = LandmarkDataset(faces, build_eval_transform(112), ibug_68())
     for index, record in enumerate(records):
         photo = cv2.cvtColor(cv2.imread(str(record.image_path)), cv2.COLOR_BGR2RGB)
-        box = np.concatenate([record.landmarks.min(axis=0), record.landmarks.max(axis=0)])
+        box = landmark_box(record.landmarks)
         sample = dataset[index]
         recording = Recording(session, sample["landmarks"][None].numpy())
         points = predict_landmarks(recording, photo, box)

@@ -14,6 +14,7 @@ import torch
 pytest.importorskip("dlib")
 pytest.importorskip("onnxruntime")
 
+from pfld.data.crop import landmark_box
 from pfld.data.readers import read_pts
 from pfld.metrics import nme
 from pfld.predict import BoxMapping, DlibHogDetector, Predictor, load_landmark_model
@@ -32,10 +33,6 @@ MODEL = ROOT / "tests" / "data" / "models" / "pfld_025x_300w_int8.onnx"
 def annotated(photo: Path) -> list[np.ndarray]:
     """(68, 2) 0-based landmarks of each annotated face of a photo (`<stem>_<n>.pts` beside it)."""
     return [read_pts(pts, 68) for pts in sorted(PHOTOS.glob(f"{photo.stem}_*.pts"))]
-
-
-def landmark_box(points: np.ndarray) -> np.ndarray:
-    return np.concatenate([points.min(axis=0), points.max(axis=0)])
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,17 @@ import cv2
 import numpy as np
 
 
-def square_box(landmarks: np.ndarray, crop_scale: float = 1.2) -> np.ndarray:
-    """(K, 2) pixels (NaN = unlabelled) -> (3,) float32 ``[centre_x, centre_y, side]`` of the square crop."""
+def landmark_box(landmarks: np.ndarray) -> np.ndarray:
+    """(K, 2) pixels (NaN = unlabelled) -> (4,) ``x_min, y_min, x_max, y_max`` of the labelled points."""
     labelled = landmarks[~np.isnan(landmarks).any(axis=1)]
     if len(labelled) < 2:
         raise ValueError("fewer than two labelled points: cannot derive a face crop")
-    return square_from_box(np.concatenate([labelled.min(axis=0), labelled.max(axis=0)]), crop_scale)
+    return np.concatenate([labelled.min(axis=0), labelled.max(axis=0)])
+
+
+def square_box(landmarks: np.ndarray, crop_scale: float = 1.2) -> np.ndarray:
+    """(K, 2) pixels (NaN = unlabelled) -> (3,) float32 ``[centre_x, centre_y, side]`` of the square crop."""
+    return square_from_box(landmark_box(landmarks), crop_scale)
 
 
 def square_from_box(box: np.ndarray, crop_scale: float = 1.2) -> np.ndarray:

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pfld.config_checks import check_train_config
+from pfld.cpu_budget import AUTO, AdaptiveThreads, cpu_computes_bf16, plan_cpu
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.data.schemes import LandmarkScheme
 from pfld.evaluation import group_table, write_report
@@ -58,6 +59,38 @@ def switch_off_pose_if_unavailable(cfg: DictConfig, scheme: LandmarkScheme) -> N
             cfg.loss.pose_weight = 0.0
 
 
+def _accelerator_and_processes(cfg: DictConfig) -> tuple[str, int]:
+    """("cpu" or "gpu"-like, training processes on this machine sharing its cores)."""
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    devices = cfg.trainer.get("devices", 1)
+    return accelerator, devices if isinstance(devices, int) and accelerator == "cpu" else 1
+
+
+def plan_threads_and_workers(cfg: DictConfig, datamodule: LandmarkDataModule) -> list[Callback]:
+    """Choose the training process's threads and the DataLoader workers (``cpu.threads``,
+    ``data.num_workers``; ``auto`` = from the free cores, see `pfld.cpu_budget`), apply them and say so;
+    returns the callback that keeps the threads fitted to the free cores (none if not wanted)."""
+    accelerator, processes = _accelerator_and_processes(cfg)
+    cpu = cfg.get("cpu") or {}
+    threads = cpu.get("threads", AUTO)
+    plan = plan_cpu(accelerator, threads, datamodule.num_workers, processes)
+    torch.set_num_threads(plan.threads)
+    datamodule.num_workers = plan.workers
+    datamodule.pin_memory = datamodule.pin_memory or accelerator in ("gpu", "cuda")
+    print(f"cpu: {plan.describe()}")
+    if accelerator == "cpu" and "bf16" in str(cfg.trainer.get("precision")) and not cpu_computes_bf16():
+        print(
+            "warning: this CPU has no native bf16 arithmetic (AMX or AVX512-BF16), so bf16-mixed runs "
+            "slower here than 32-true; see the README's speed section"
+        )
+    every_s = cpu.get("adapt_every_s")
+    if not every_s or threads != AUTO or accelerator != "cpu":
+        return []
+    return [AdaptiveThreads(float(every_s), processes)]
+
+
 def data_description(datamodule: LandmarkDataModule) -> dict[str, Any]:
     """What a checkpoint must carry to be used without this config.
 
@@ -101,7 +134,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("init_from"):
         warm_start(module.model, cfg.init_from)
 
-    callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks"))
+    callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks")) + plan_threads_and_workers(
+        cfg, datamodule
+    )
     loggers: list[Logger] = _instantiate_all(cfg.get("logger"))
     if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         print("no logger configured: the learning-rate monitor is left out")

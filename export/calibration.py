@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+import torch
 from onnxruntime.quantization import CalibrationDataReader
 from torch.utils.data import Dataset
 
 from export.onnx_export import INPUT_NAME
+from pfld.data.normalize import model_input
 
 
 def as_batch(images: np.ndarray) -> np.ndarray:
@@ -85,11 +87,11 @@ def calibration_batches(dataset: Dataset, count: int, batch_size: int = 32) -> I
     evenly spaced indices (deterministic; every sample if `count` exceeds its length).
 
     Pass a data set without augmentation (the evaluation transform) so the crops are what the phone
-    will see; the images must already be normalised as the model's input.
+    will see; its uint8 crops are normalised with its ``mean`` and ``std`` (`pfld.data.normalize`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     indices = calibration_indices(len(dataset), count)  # type: ignore[arg-type]
     for start in range(0, len(indices), batch_size):
-        images = [np.asarray(dataset[int(i)]["image"]) for i in indices[start : start + batch_size]]
-        yield as_batch(np.stack(images))
+        crops = torch.stack([dataset[int(i)]["image"] for i in indices[start : start + batch_size]])
+        yield as_batch(model_input(crops, dataset.mean, dataset.std).contiguous().numpy())

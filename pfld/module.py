@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,10 +12,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from pfld.data.normalize import model_input
 from pfld.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
 from pfld.losses import pose_loss
 from pfld.metrics import NMEMetric, PoseErrorMetric, nme, resolve_normalization
 from pfld.models import PFLD
+
+# The module normalises batches in `on_after_batch_transfer` (the model's input is its contract, see
+# `data` below); Lightning warns that a datamodule was passed too, whose default hook it then skips.
+warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`")
 
 
 def _plain(config: Mapping[str, Any] | DictConfig | None) -> dict[str, Any] | None:
@@ -103,7 +109,18 @@ class PFLDModule(L.LightningModule):
         return self.model(self._layout(images))
 
     def _layout(self, images: torch.Tensor) -> torch.Tensor:
-        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
+        layout = torch.channels_last if self.hparams.channels_last else torch.contiguous_format
+        return images.contiguous(memory_format=layout)
+
+    def on_after_batch_transfer(
+        self, batch: dict[str, torch.Tensor], dataloader_idx: int
+    ) -> dict[str, torch.Tensor]:
+        """The loaders deliver (B, S, S, 3) uint8 crops; normalise them here, on the model's device,
+        into the model's input (`pfld.data.normalize.model_input`) in its memory layout."""
+        if batch["image"].dtype == torch.uint8:
+            data = self.hparams.data
+            batch["image"] = self._layout(model_input(batch["image"], data["mean"], data["std"]))
+        return batch
 
     def _shared_step(
         self, batch: dict[str, torch.Tensor], stage: str

@@ -6,6 +6,7 @@ import torch
 
 from pfld.data.attributes import FACE_CLASSES, face_classes
 from pfld.data.datamodule import LandmarkDataModule
+from pfld.data.normalize import model_input
 from pfld.data.readers import read_landmark_csv
 from pfld.data.schemes import custom_scheme, ibug_68
 from pfld.data.transforms import build_eval_transform
@@ -21,14 +22,20 @@ def test_batches_have_the_documented_shapes(embedded_dir):
     datamodule = _module(embedded_dir)
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
-    assert batch["image"].shape == (16, 3, 112, 112) and batch["image"].dtype == torch.float32
+    assert batch["image"].shape == (16, 112, 112, 3) and batch["image"].dtype == torch.uint8
     assert batch["landmarks"].shape == (16, 68, 2)
     assert batch["angles"].shape == (16, 3) and batch["angles"].abs().max() < np.pi
     assert batch["classes"].shape == (16, len(FACE_CLASSES))
     assert (batch["classes"].sum(dim=1) >= 1).all(), "every face must belong to a class"
     val = next(iter(datamodule.val_dataloader()))
     assert 0.0 < val["landmarks"].min() and val["landmarks"].max() < 1.0  # policy crop holds the face
-    assert abs(float(val["image"].mean())) < 1.0  # normalised
+    inputs = model_input(val["image"], datamodule.mean, datamodule.std)
+    assert inputs.shape == (16, 3, 112, 112) and inputs.is_contiguous(memory_format=torch.channels_last)
+    assert abs(float(inputs.mean())) < 1.0  # normalised
+    expected = (val["image"][3, 50, 60].float() / 255 - torch.tensor(datamodule.mean)) / torch.tensor(
+        datamodule.std
+    )
+    torch.testing.assert_close(inputs[3, :, 50, 60], expected)
 
 
 def test_validation_is_deterministic_and_training_is_not(embedded_dir):
@@ -110,7 +117,7 @@ def _same_face_dataset(embedded_dir, copies: int = 4):
     from pfld.data.transforms import build_train_transform
 
     faces = build_face_cache(read_landmark_csv(embedded_dir / "train.csv")[:1] * copies, 112)
-    transform = build_train_transform(112, faces.margin, ibug_68().flip_permutation)
+    transform = build_train_transform(112, ibug_68().flip_permutation)
     return LandmarkDataset(faces, transform, ibug_68())
 
 
@@ -150,7 +157,7 @@ def test_holes_travel_with_their_points_through_the_flip():
     faces = build_face_cache([replace(record, landmarks=landmarks)], 112, scheme)
     still = {"rotate_deg": 0.0, "scale": (1.0, 1.0), "shift": 0.0, "color": 0, "blur": 0, "occlusion": 0}
     for flip, hole in ((0.0, 2), (1.0, 4)):
-        transform = build_train_transform(112, faces.margin, scheme.flip_permutation, flip=flip, **still)
+        transform = build_train_transform(112, scheme.flip_permutation, flip=flip, **still)
         sample = LandmarkDataset(faces, transform, scheme)[0]
         assert sample["visible"].tolist() == [i != hole for i in range(15)]
         assert torch.isfinite(sample["landmarks"]).all()

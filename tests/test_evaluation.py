@@ -152,10 +152,10 @@ def test_worst_and_median_faces_skip_unscored_ones(datamodule):
     assert grid.dtype == np.uint8 and grid.shape[1] == 2 * side and grid.shape[0] > 2 * side
 
 
-def test_denormalize_gives_back_the_crop(embedded_dir):
+def test_crops_are_the_policy_crop_and_normalise_back(embedded_dir):
     from pfld.data.cache import build_face_cache
     from pfld.data.dataset import LandmarkDataset
-    from pfld.data.preview import denormalize
+    from pfld.data.normalize import model_input
     from pfld.data.transforms import build_eval_transform
 
     faces = build_face_cache(read_landmark_csv(embedded_dir / "val.csv")[:2], 112)
@@ -164,5 +164,7 @@ def test_denormalize_gives_back_the_crop(embedded_dir):
     )
     border = faces.border
     crop = faces.images[0][border : border + 112, border : border + 112]
-    restored = denormalize(dataset[0]["image"], dataset.mean, dataset.std)
-    assert np.abs(restored.astype(int) - crop.astype(int)).max() <= 1
+    np.testing.assert_array_equal(dataset[0]["image"].numpy(), crop)
+    inputs = model_input(dataset[0]["image"], dataset.mean, dataset.std)[0]  # (3, S, S)
+    restored = (inputs.permute(1, 2, 0).numpy() * [0.2, 0.25, 0.3] + [0.5, 0.4, 0.3]) * 255
+    assert np.abs(restored - crop).max() < 1e-3

@@ -22,6 +22,7 @@ from export.quantize import QUANTIZATION_KEY
 from pfld.data.cache import build_face_cache
 from pfld.data.crop import landmark_box
 from pfld.data.dataset import LandmarkDataset
+from pfld.data.normalize import model_input
 from pfld.data.readers import read_landmark_csv
 from pfld.data.schemes import ibug_68
 from pfld.data.transforms import build_eval_transform
@@ -203,7 +204,8 @@ def test_readme_recipe_needs_only_the_file(exported: tuple[dict[str, Any], Path]
         sample = dataset[index]
         recording = Recording(session, sample["landmarks"][None].numpy())
         points = predict_landmarks(recording, photo, box)
-        difference = np.abs(recording.image - sample["image"][None].numpy())
+        expected = model_input(sample["image"], dataset.mean, dataset.std).contiguous().numpy()
+        difference = np.abs(recording.image - expected)
         grey_level = 1.0 / (255 * 0.224) + 1e-5  # one uint8 step, normalised (OpenCV's fixed-point rounding)
         assert difference.max() <= grey_level and (difference > 1e-5).mean() < 1e-3
         np.testing.assert_allclose(points, record.landmarks, atol=1e-3)  # pixels

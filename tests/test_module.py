@@ -114,7 +114,7 @@ def test_validation_logs_pose_errors_in_degrees(tmp_path):
     names = ("yaw_mae", "pitch_mae", "roll_mae")
     assert {"val/nme", "val/pose_mae", *(f"val/{n}" for n in names)} <= set(logged)
     # The same batch, by hand: the auxiliary net's angles against the targets, in degrees.
-    batch = next(iter(datamodule.val_dataloader()))
+    batch = module.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
     module.eval()
     with torch.no_grad():
         _, angles = module.model.forward_with_pose(batch["image"])

@@ -24,6 +24,7 @@ from export.quantize import (
 )
 from pfld.data.cache import build_face_cache
 from pfld.data.dataset import LandmarkDataset
+from pfld.data.normalize import model_input
 from pfld.data.readers import read_landmark_csv
 from pfld.data.schemes import ibug_68
 from pfld.data.transforms import build_eval_transform
@@ -45,7 +46,7 @@ def crops(embedded_dir: Path) -> LandmarkDataset:
 def fp32(crops: LandmarkDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 0.25X PFLD fitted for a few Adam steps on the crops (so outputs sit in [0, 1]), exported."""
     model = tiny_model().train()
-    images = torch.stack([crops[i]["image"] for i in range(len(crops))])  # (N, 3, S, S)
+    images = model_input(torch.stack([crops[i]["image"] for i in range(len(crops))]))  # (N, 3, S, S)
     targets = torch.stack([crops[i]["landmarks"] for i in range(len(crops))])  # (N, K, 2)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(STEPS):
@@ -80,7 +81,8 @@ def test_calibration_batches_are_deterministic_real_crops(crops: LandmarkDataset
     np.testing.assert_array_equal(
         np.concatenate(batches), np.concatenate(list(calibration_batches(crops, 32)))
     )
-    np.testing.assert_array_equal(batches[0][1], crops[2]["image"].numpy())  # every other face of 64
+    expected = model_input(crops[2]["image"], crops.mean, crops.std)[0].numpy()
+    np.testing.assert_array_equal(batches[0][1], expected)  # every other face of 64
     assert calibration_indices(5, 100).tolist() == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="at least 1"):
         calibration_indices(5, 0)

@@ -8,11 +8,16 @@ A face whose pose cannot be fitted (too few labelled reference points) counts as
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pfld.data.schemes import MIN_POSE_REFERENCE_POINTS, LandmarkScheme
 from pfld.geometry import euler_angles
+
+if TYPE_CHECKING:
+    from pfld.data.cache import FaceCache
 
 FACE_CLASSES: tuple[str, ...] = ("profile", "frontal", "head_up", "head_down", "expression", "occlusion")
 
@@ -32,6 +37,24 @@ def fit_angles(points: np.ndarray, scheme: LandmarkScheme, crop_size: float) -> 
         return euler_angles(points[indices[labelled]], names, crop_size)
     except ValueError:
         return unknown
+
+
+def augmented_angles(angles_deg: np.ndarray, rotation_deg: float, flipped: bool) -> np.ndarray:
+    """(3,) yaw, pitch, roll in degrees of a face -> the same after its crop was rotated by
+    ``rotation_deg`` (counter-clockwise as seen, about the crop's centre) and then mirrored if ``flipped``
+    (see `pfld.data.transforms.augmentation_matrix`); NaN stays NaN.
+
+    Exact for the crop's pinhole camera (`pfld.geometry`): an in-plane rotation about the principal
+    point is a rotation of the camera about its optical axis, which only changes roll (applied last,
+    ``R = Rz(roll) Rx(-pitch) Ry(-yaw)``), and a mirror negates yaw and roll. The augmentation's scale
+    and shift are ignored: under the crop's camera they move the fitted angles by a fraction of a
+    degree (measured against solvePnP re-fits in ``tests/test_augmented_angles.py``).
+    """
+    yaw, pitch, roll = (float(a) for a in angles_deg)
+    roll = (roll - rotation_deg + 180.0) % 360.0 - 180.0
+    if flipped:
+        yaw, roll = -yaw, -roll
+    return np.array([yaw, pitch, roll], dtype=np.float32)
 
 
 def face_classes(
@@ -59,3 +82,25 @@ def face_classes(
         bool(flags.get("occlusion", False)),
     )
     return np.asarray(membership, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class PoseThresholds:
+    """Degrees at which a face counts as profile (|yaw|) and head up / down (pitch)."""
+
+    profile_yaw_deg: float = 30.0
+    head_pitch_deg: float = 20.0
+
+
+def class_memberships(faces: FaceCache, thresholds: PoseThresholds = PoseThresholds()) -> np.ndarray:
+    """(N, C) float32 0/1 memberships in `FACE_CLASSES` from the stored angles and flags.
+
+    Augmentation does not change them: a rotation only changes roll and a flip the sign of yaw."""
+    return np.stack(
+        [
+            face_classes(
+                faces.angles[i], faces.face_flags(i), thresholds.profile_yaw_deg, thresholds.head_pitch_deg
+            )
+            for i in range(len(faces))
+        ]
+    ).reshape(len(faces), len(FACE_CLASSES))

@@ -17,7 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pfld.data.prepare import CropPolicy, PoseThresholds, SplitReader, prepare_dataset
+from pfld.data.attributes import PoseThresholds
+from pfld.data.prepare import CropPolicy, SplitReader, prepare_dataset
 from pfld.data.readers import (
     read_300w,
     read_coco_keypoints,

@@ -8,12 +8,14 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
-from pfld.data.attributes import FACE_CLASSES
+from pfld.cpu_budget import AUTO, WorkerLoader, plan_cpu, single_threaded_worker
+from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships
 from pfld.data.cache import FaceCache, build_face_cache, concat_faces
-from pfld.data.dataset import IMAGENET_MEAN, IMAGENET_STD, LandmarkDataset
-from pfld.data.prepare import PoseThresholds, class_memberships
+from pfld.data.dataset import LandmarkDataset
+from pfld.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import LandmarkScheme
 from pfld.data.splits import split_by_identity
@@ -45,7 +47,11 @@ class LandmarkDataModule(L.LightningDataModule):
         input_size: side of the model's input in pixels.
         crop_scale: the crop policy's scale (see `pfld.data.crop`).
         margin: how much border the prepared crops keep for augmentation (1.5 = 25% each side).
-        augmentation: keyword arguments of `build_train_transform`.
+        batch_size: faces per batch.
+        num_workers: DataLoader worker processes (single-threaded), or ``"auto"``: chosen from the
+            free cores (`pfld.cpu_budget.plan_cpu`; `train` decides it with the accelerator in mind).
+        pin_memory: page-locked batches for a fast, asynchronous copy to a GPU.
+        augmentation: keyword arguments of `pfld.data.transforms.FaceAugmentation`.
         profile_yaw_deg, head_pitch_deg: thresholds of the pose classes (see `face_classes`).
         normalization: what divides the NME: ``inter_ocular`` (the scheme's outer eye corners),
             ``inter_pupil`` (its pupils) or ``box`` (the square root of the landmark box's area).
@@ -62,8 +68,9 @@ class LandmarkDataModule(L.LightningDataModule):
         crop_scale: float = 1.2,
         margin: float = 1.5,
         batch_size: int = 64,
-        num_workers: int = 1,
+        num_workers: int | str = AUTO,
         persistent_workers: bool = True,
+        pin_memory: bool = False,
         augmentation: dict[str, Any] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
@@ -100,12 +107,14 @@ class LandmarkDataModule(L.LightningDataModule):
         self.scheme = scheme
         self.val_fraction, self.seed = val_fraction, seed
         self.input_size, self.crop_scale, self.margin = input_size, crop_scale, margin
-        self.batch_size, self.num_workers, self.persistent_workers = (
-            batch_size,
-            num_workers,
-            persistent_workers,
-        )
+        self.batch_size, self.persistent_workers, self.pin_memory = batch_size, persistent_workers, pin_memory
+        if num_workers != AUTO and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
+        ):
+            raise ValueError(f"data.num_workers must be '{AUTO}' or an integer >= 0, got {num_workers!r}")
+        self.num_workers: int | str = num_workers
         self.augmentation = dict(augmentation or {})
+        build_train_transform(input_size, scheme.flip_permutation, **self.augmentation)  # bad keys fail here
         self.mean, self.std = tuple(mean), tuple(std)
         self.profile_yaw_deg, self.head_pitch_deg = profile_yaw_deg, head_pitch_deg
         self.train_faces: FaceCache | None = None
@@ -187,9 +196,7 @@ class LandmarkDataModule(L.LightningDataModule):
     def _dataset(self, faces: FaceCache | None, train: bool) -> LandmarkDataset:
         faces = self._require(faces)
         transform = (
-            build_train_transform(
-                self.input_size, faces.margin, self.scheme.flip_permutation, **self.augmentation
-            )
+            build_train_transform(self.input_size, self.scheme.flip_permutation, **self.augmentation)
             if train
             else build_eval_transform(self.input_size)
         )
@@ -197,14 +204,24 @@ class LandmarkDataModule(L.LightningDataModule):
             faces, transform, self.scheme, self.mean, self.std, self.profile_yaw_deg, self.head_pitch_deg
         )
 
+    @property
+    def workers(self) -> int:
+        """The number of DataLoader workers: ``num_workers``, or for ``"auto"`` the CPU plan's."""
+        if self.num_workers == AUTO:
+            self.num_workers = plan_cpu("cpu", threads=torch.get_num_threads()).workers
+        return int(self.num_workers)
+
     def _loader(self, faces: FaceCache | None, train: bool) -> DataLoader:
-        return DataLoader(
+        workers = self.workers
+        return WorkerLoader(
             self._dataset(faces, train),
             batch_size=self.batch_size,
             shuffle=train,
             drop_last=train and len(faces) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=self.persistent_workers and workers > 0,
+            worker_init_fn=single_threaded_worker if workers > 0 else None,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from pfld.data.attributes import FACE_CLASSES, face_classes
+from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships
 from pfld.data.cache import BOX_SOURCES, FaceCache, border_for, crop_record, faces_from_crops
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import LandmarkScheme
@@ -57,26 +57,6 @@ class CropPolicy:
     @property
     def border(self) -> int:
         return border_for(self.crop_size, self.margin)
-
-
-@dataclass(frozen=True)
-class PoseThresholds:
-    """Degrees at which a face counts as profile (|yaw|) and head up / down (pitch)."""
-
-    profile_yaw_deg: float = 30.0
-    head_pitch_deg: float = 20.0
-
-
-def class_memberships(faces: FaceCache, thresholds: PoseThresholds = PoseThresholds()) -> np.ndarray:
-    """(N, C) 0/1 memberships in `FACE_CLASSES` from the stored angles and flags."""
-    return np.stack(
-        [
-            face_classes(
-                faces.angles[i], faces.face_flags(i), thresholds.profile_yaw_deg, thresholds.head_pitch_deg
-            )
-            for i in range(len(faces))
-        ]
-    ).reshape(len(faces), len(FACE_CLASSES))
 
 
 def prepare_split(

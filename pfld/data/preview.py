@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from pfld.data.crop import from_unit
 from pfld.data.dataset import LandmarkDataset
 from pfld.data.schemes import LandmarkScheme
-
-
-def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """(3, S, S) normalised tensor -> (S, S, 3) uint8 RGB."""
-    array = image.permute(1, 2, 0).numpy() * np.asarray(std) + np.asarray(mean)
-    return np.clip(array * 255.0, 0, 255).astype(np.uint8)
 
 
 def draw_landmarks(
@@ -57,7 +49,7 @@ def augmentation_grid(
             sample = dataset[int(face)]
             tiles.append(
                 draw_landmarks(
-                    denormalize(sample["image"], dataset.mean, dataset.std),
+                    sample["image"].numpy(),
                     sample["landmarks"].numpy(),
                     dataset.scheme,
                     visible=sample["visible"].numpy(),

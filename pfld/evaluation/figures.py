@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pfld.data.dataset import LandmarkDataset
-from pfld.data.preview import denormalize, draw_landmarks
+from pfld.data.preview import draw_landmarks
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,7 +30,7 @@ def face_tile(dataset: LandmarkDataset, index: int, prediction: np.ndarray, erro
     """(2S, 2S, 3) uint8: face ``index`` of ``dataset`` with its true points (green) and the (K, 2)
     ``prediction`` (coloured by side, see `LEGEND`), its NME written in a corner."""
     sample = dataset[index]
-    image = denormalize(sample["image"], dataset.mean, dataset.std)
+    image = sample["image"].numpy()  # (S, S, 3) uint8 RGB
     visible = sample["visible"].numpy()
     truth = draw_landmarks(image, sample["landmarks"].numpy(), None, (0, 255, 0), scale=2, visible=visible)
     tile = draw_landmarks(truth, prediction, dataset.scheme, PREDICTED_MIDDLE, scale=1)

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from pfld.data.normalize import model_input
+
 #: Anything that maps (B, 3, S, S) normalised images to (B, K, 2) landmarks in [0, 1] of the crop, or to
 #: (landmarks, (B, 3) yaw/pitch/roll in radians): an `nn.Module`, a PFLD with its pose net
 #: (`pose_predictor`), or later an ONNX session wrapped in a function (outputs may be numpy arrays).
@@ -30,6 +32,7 @@ def pose_predictor(model: nn.Module) -> Predictor:
 def predict(predictor: nn.Module | Predictor, loader: DataLoader) -> dict[str, torch.Tensor]:
     """Run ``predictor`` over ``loader`` (an `nn.Module` runs in eval mode on its own device, and its
     mode is restored; a bound method runs on its module's device; anything else gets CPU tensors).
+    The loader's uint8 crops are normalised with its dataset's ``mean`` and ``std`` first.
 
     Returns CPU tensors: ``predictions`` and ``landmarks`` (N, K, 2), ``visible`` (N, K), ``classes``
     (N, C), ``angles`` (N, 3) radians, ``pose_valid`` (N,), and ``pose`` (N, 3) radians when the
@@ -42,8 +45,9 @@ def predict(predictor: nn.Module | Predictor, loader: DataLoader) -> dict[str, t
         module.eval()
         device = next(module.parameters()).device
     outputs: dict[str, list[torch.Tensor]] = {"predictions": [], "pose": [], **{k: [] for k in TARGET_KEYS}}
+    dataset = loader.dataset
     for batch in loader:
-        result = predictor(batch["image"].to(device))
+        result = predictor(model_input(batch["image"].to(device), dataset.mean, dataset.std))
         landmarks, angles = result if isinstance(result, tuple) else (result, None)
         outputs["predictions"].append(torch.as_tensor(landmarks).float().cpu())
         if angles is not None:

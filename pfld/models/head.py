@@ -62,7 +62,14 @@ class MultiScaleHead(nn.Module):
         s2 = self.conv_s2(s1)  # (B, 32, H/16, W/16)
         s3 = self.conv_s3(s2)  # (B, 128, H/16 - k + 1, W/16 - k + 1)
         pooled = [f.mean(dim=(2, 3)) for f in (s1, s2, s3)]  # [(B, C1), (B, 32), (B, 128)]
-        out = self.fc(torch.cat(pooled, dim=1))  # (B, 2K)
+        features = torch.cat(pooled, dim=1)  # (B, 176)
+        if torch.is_autocast_enabled(features.device.type):
+            # The coordinates leave in float32 under bf16/fp16 autocast: bf16's 8-bit mantissa would
+            # round a point near the crop's centre to 1/512 of the crop, about 0.2 px at 112.
+            with torch.autocast(features.device.type, enabled=False):
+                out = self.fc(features.float())  # (B, 2K)
+        else:
+            out = self.fc(features)  # (B, 2K)
         return out.reshape(out.shape[0], self.num_points, 2)
 
     @torch.no_grad()

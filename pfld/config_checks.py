@@ -45,6 +45,7 @@ def check_train_config(cfg: DictConfig) -> None:
     problems = unknown_keys(cfg)
     problems += model_problems(cfg)
     problems += checkpoint_problems(cfg)
+    problems += cpu_problems(cfg)
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
         raise ConfigError(
@@ -59,6 +60,31 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
     for group in INSTANTIATED_GROUPS:
         if cfg.get(group) is not None:
             _walk(OmegaConf.to_container(cfg[group], resolve=False), group, problems)
+    return problems
+
+
+CPU_KEYS: tuple[str, ...] = ("threads", "adapt_every_s")
+
+
+def cpu_problems(cfg: DictConfig) -> list[str]:
+    """The ``cpu`` section (see `pfld.cpu_budget`): known keys, ``threads`` auto or >= 1, a positive
+    ``adapt_every_s`` or null; ``data.num_workers`` auto or >= 0."""
+    problems = []
+    cpu = cfg.get("cpu") or {}
+    for key in cpu:
+        if key not in CPU_KEYS:
+            close = difflib.get_close_matches(str(key), CPU_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(f"cpu.{key}: unknown key; {hint}it takes {', '.join(CPU_KEYS)}")
+    threads = cpu.get("threads", "auto")
+    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        problems.append(f"cpu.threads must be 'auto' or an integer >= 1, got {threads!r}")
+    every = cpu.get("adapt_every_s")
+    if every is not None and not _positive_number(every):
+        problems.append(f"cpu.adapt_every_s must be a positive number of seconds or null, got {every!r}")
+    workers = (cfg.get("data") or {}).get("num_workers", "auto")
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        problems.append(f"data.num_workers must be 'auto' or an integer >= 0, got {workers!r}")
     return problems
 
 

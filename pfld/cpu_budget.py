@@ -125,14 +125,18 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def other_load(seconds: float = 0.5) -> float:
-    """Cores' worth of CPU that other processes keep busy, measured over ``seconds`` (0 if unknown)."""
+def other_load(seconds: float = 1.0, samples: int = 2) -> float:
+    """Cores' worth of CPU that other processes keep busy: the least of ``samples`` readings over
+    ``seconds`` in all, so that a passing burst (a command starting) is not taken for a running job;
+    0 where it cannot be measured."""
     if not LoadMeter.supported():
         return 0.0
-    meter = LoadMeter()
-    time.sleep(seconds)
-    load = meter.read()
-    return 0.0 if load is None else load
+    meter, readings = LoadMeter(), []
+    for _ in range(samples):
+        time.sleep(seconds / samples)
+        load = meter.read()
+        readings.append(0.0 if load is None else load)
+    return min(readings)
 
 
 @dataclass(frozen=True)

@@ -122,10 +122,11 @@ class PFLDModule(L.LightningModule):
             batch["image"] = self._layout(model_input(batch["image"], data["mean"], data["std"]))
         return batch
 
-    def _shared_step(
-        self, batch: dict[str, torch.Tensor], stage: str
+    def compute_loss(
+        self, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Loss, (B, K, 2) landmarks and (B, 3) angles in radians (None without the auxiliary net)."""
+        """Loss, (B, K, 2) landmarks and (B, 3) angles in radians (None without the auxiliary net) of a
+        normalised batch (see `on_after_batch_transfer`)."""
         images = self._layout(batch["image"])
         if self.model.auxiliary is not None:
             landmarks, angles = self.model.forward_with_pose(images)  # (B, K, 2), (B, 3) radians
@@ -140,13 +141,20 @@ class PFLDModule(L.LightningModule):
             mask=batch["visible"],
             pose_valid=batch["pose_valid"],
         )
+        return loss, landmarks, angles
+
+    def _shared_step(
+        self, batch: dict[str, torch.Tensor], stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`compute_loss`, logged as ``<stage>/loss``."""
+        loss, landmarks, angles = self.compute_loss(batch)
         self.log(
             f"{stage}/loss",
             loss,
             prog_bar=True,
             on_step=stage == "train",
             on_epoch=True,
-            batch_size=len(images),
+            batch_size=len(landmarks),
             sync_dist=True,  # means over every process (a scalar all-reduce; nothing on one process)
         )
         return loss, landmarks, angles

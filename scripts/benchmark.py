@@ -102,7 +102,7 @@ def step_seconds(
     module: PFLDModule, batch: dict[str, torch.Tensor], repeats: int, precision: str, device: str
 ) -> float:
     """One training step on a batch already on the device and normalised: forward with the pose net,
-    the configured loss, backward, AdamW step (the same parts as `PFLDModule.training_step`)."""
+    the configured loss (`PFLDModule.compute_loss`, as in training), backward, AdamW step."""
     module = module.to(device).train()
     batch = module.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
@@ -110,16 +110,7 @@ def step_seconds(
 
     def step() -> None:
         with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
-            landmarks, angles = module.model.forward_with_pose(batch["image"])
-            loss = module.loss(
-                landmarks,
-                batch["landmarks"],
-                angles,
-                batch["angles"],
-                batch["classes"],
-                mask=batch["visible"],
-                pose_valid=batch["pose_valid"],
-            )
+            loss = module.compute_loss(batch)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -50,6 +50,10 @@ BAD_CONFIGS = {
     ),
     "size too small": ("data.input_size=48", r"data\.input_size must be .* got 48"),
     "model vs data points": ("model.num_points=98", r"model\.num_points is 98 but data\.num_points is 68"),
+    "typo in cpu": ("+cpu.thread=2", r"cpu\.thread: unknown key; did you mean 'threads'\?"),
+    "zero threads": ("cpu.threads=0", r"cpu\.threads must be 'auto' or an integer >= 1, got 0"),
+    "bad adapt interval": ("cpu.adapt_every_s=-5", r"cpu\.adapt_every_s must be a positive number"),
+    "workers not a number": ("data.num_workers=some", r"data\.num_workers must be 'auto' or an integer >= 0"),
     "missing checkpoint": (
         "ckpt_path=/nowhere/last.ckpt",
         r"ckpt_path=/nowhere/last\.ckpt: checkpoint not found",

@@ -53,8 +53,10 @@ class LandmarkDataset(Dataset):
         self.scheme = scheme
         self.input_size = faces.crop_size
         self.mean, self.std = tuple(mean), tuple(std)
-        self.classes = class_memberships(faces, PoseThresholds(profile_yaw_deg, head_pitch_deg))  # (N, C)
-        self.pose_valid = np.isfinite(faces.angles).all(axis=1)  # (N,)
+        classes = class_memberships(faces, PoseThresholds(profile_yaw_deg, head_pitch_deg))
+        self.classes = torch.from_numpy(classes)  # (N, C)
+        self.pose_valid = torch.from_numpy(np.isfinite(faces.angles).all(axis=1))  # (N,)
+        self.indices = torch.arange(len(faces), dtype=torch.int64)
         self._seeded_in_process: int | None = None
 
     def _seed_transform(self) -> None:
@@ -73,7 +75,7 @@ class LandmarkDataset(Dataset):
         out = self.transform(np.asarray(self.faces.images[index]), self.faces.landmarks[index])
         visible = ~np.isnan(out.points[:, 0])
         landmarks = np.where(visible[:, None], to_unit(out.points, self.input_size), 0.5).astype(np.float32)
-        pose_valid = bool(self.pose_valid[index])
+        pose_valid = self.pose_valid[index]
         angles = (
             np.deg2rad(augmented_angles(self.faces.angles[index], out.rotation_deg, out.flipped))
             if pose_valid
@@ -84,9 +86,9 @@ class LandmarkDataset(Dataset):
             "landmarks": torch.from_numpy(landmarks),
             "visible": torch.from_numpy(visible),
             "angles": torch.from_numpy(angles.astype(np.float32)),
-            "pose_valid": torch.tensor(pose_valid),
-            "classes": torch.from_numpy(self.classes[index]),
-            "index": torch.tensor(index, dtype=torch.int64),
+            "pose_valid": pose_valid,
+            "classes": self.classes[index],
+            "index": self.indices[index],
         }
 
     def sources_of(self, indices: Sequence[int]) -> list[str]:

@@ -46,6 +46,7 @@ os.environ.setdefault("PFLD_ROOT", str(ROOT))
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 from torch.utils.data import default_collate
@@ -87,8 +88,6 @@ def config(width: float, data: Path | None, batch: int, precision: str, device: 
 
 
 def build(cfg: DictConfig, plan: CpuPlan) -> tuple[LandmarkDataModule, PFLDModule]:
-    from hydra.utils import instantiate
-
     datamodule: LandmarkDataModule = instantiate(cfg.data)
     datamodule.num_workers = plan.workers
     datamodule.pin_memory = cfg.trainer.accelerator != "cpu"
@@ -102,10 +101,11 @@ def step_seconds(
     module: PFLDModule, batch: dict[str, torch.Tensor], repeats: int, precision: str, device: str
 ) -> float:
     """One training step on a batch already on the device and normalised: forward with the pose net,
-    the configured loss (`PFLDModule.compute_loss`, as in training), backward, AdamW step."""
+    the configured loss (`PFLDModule.compute_loss`, as in training), backward, the configured optimiser's
+    step."""
     module = module.to(device).train()
     batch = module.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    optimizer = instantiate(module.hparams.optimizer)(module.parameters())  # conf/optimizer, as trained
     autocast = precision.startswith("bf16")
 
     def step() -> None:

@@ -156,6 +156,20 @@ def test_channels_last_matches_contiguous() -> None:
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_landmarks_leave_in_float32_under_bf16_autocast() -> None:
+    """The head's last layer runs in float32: bf16 would round coordinates to 1/512 of the crop."""
+    model = build().eval()
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        expected = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(x)
+            features = torch.randn(2, 176)
+            assert model.head.fc(features).dtype == torch.bfloat16  # what it would be otherwise
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=0, atol=0.05)  # the backbone ran in bf16
+
+
 def test_gradients_reach_backbone_from_both_outputs() -> None:
     model = build().train()
     x = torch.randn(2, 3, 112, 112)

@@ -53,3 +53,17 @@ def test_train_py_multirun(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("val/nme") >= 2
+
+
+def test_bf16_mixed_on_a_cpu_trains(tmp_path):
+    """`trainer=cpu_bf16`: one step and one validation batch under bf16 autocast, finite metrics."""
+    metrics = train(compose_train(["debug=fast", "trainer=cpu_bf16", "data.batch_size=8"], tmp_path))
+    assert 0 < metrics["val/nme"] < 10
+
+
+def test_gpu_trainer_config_composes_and_passes_the_checks(tmp_path):
+    from pfld.config_checks import check_train_config
+
+    cfg = compose_train(["trainer=gpu"], tmp_path)
+    assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("gpu", "bf16-mixed")
+    check_train_config(cfg)

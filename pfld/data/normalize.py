@@ -30,9 +30,7 @@ def model_input(
         raise ValueError(
             f"model_input takes (B, S, S, 3) or (S, S, 3) crops, got shape {tuple(images.shape)}"
         )
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=images.device).view(1, 3, 1, 1)
-    shift = torch.tensor([m / s for m, s in zip(mean, std, strict=True)], device=images.device).view(
-        1, 3, 1, 1
-    )
-    batch = images.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.channels_last)
-    return batch.mul_(scale).sub_(shift)
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=images.device)
+    offset = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], device=images.device)
+    batch = images.to(torch.float32)  # (B, S, S, 3): channels last, one pass for the scale and offset
+    return torch.addcmul(offset, batch, scale, out=batch).permute(0, 3, 1, 2)

@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader
 
 AUTO = "auto"
 #: CPU training with more than 2 free cores: one single-threaded worker (on a core of its own) per this
-#: many free cores (the data of a 0.25X sample costs about 1/15 of its step on one core; 1X about 1/80).
+#: many free cores (a sample's data costs about 1/40 of its 0.25X training step on one core, 1/180 of
+#: 1X; a worker with nothing to do sleeps on its queue).
 CORES_PER_CPU_WORKER = 8
 #: GPU training: workers are the bottleneck; leave one core for the training process.
 MAX_GPU_WORKERS = 12

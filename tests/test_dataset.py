@@ -36,6 +36,10 @@ def test_batches_have_the_documented_shapes(embedded_dir):
         datamodule.std
     )
     torch.testing.assert_close(inputs[3, :, 50, 60], expected)
+    strided = val["image"].permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)  # NHWC view of NCHW memory
+    again = model_input(strided, datamodule.mean, datamodule.std)
+    assert again.is_contiguous(memory_format=torch.channels_last)  # whatever the crops' strides
+    torch.testing.assert_close(again, inputs)
 
 
 def test_validation_is_deterministic_and_training_is_not(embedded_dir):

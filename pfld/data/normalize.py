@@ -32,5 +32,6 @@ def model_input(
         )
     scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=images.device)
     offset = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], device=images.device)
-    batch = images.to(torch.float32)  # (B, S, S, 3): channels last, one pass for the scale and offset
+    # (B, S, S, 3) contiguous whatever the input's strides, so the permuted result is channels_last
+    batch = images.to(torch.float32, memory_format=torch.contiguous_format)
     return torch.addcmul(offset, batch, scale, out=batch).permute(0, 3, 1, 2)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
+from pfld.losses import loss_trains_pose_net
 from pfld.models import PFLD
 
 
@@ -37,22 +38,24 @@ def load_inference_model(
     elif with_pose:
         check_pose_net(hparams, checkpoint_path)
     model_config = dict(hparams["model"], auxiliary=with_pose)
+    if "uncertainty" in model_config:  # RLE's training-only scale head
+        model_config["uncertainty"] = False
     model: PFLD = instantiate(model_config)
     prefix = "model."
     state = {
         key[len(prefix) :]: value
         for key, value in checkpoint["state_dict"].items()
-        if key.startswith(prefix) and (with_pose or not key.startswith(prefix + "auxiliary."))
+        if key.startswith(prefix)
+        and not key.startswith(prefix + "uncertainty.")
+        and (with_pose or not key.startswith(prefix + "auxiliary."))
     }
     model.load_state_dict(state, strict=True)
     return model.eval(), dict(hparams["data"])
 
 
 def pose_net_trained(hparams: dict[str, Any]) -> bool:
-    """Whether the checkpoint's loss trained its auxiliary net: the PFLD loss, or a point loss with
-    ``pose_weight > 0``."""
-    loss = hparams.get("loss") or {}
-    return "PFLDLoss" in str(loss.get("_target_", "")) or float(loss.get("pose_weight", 0.0)) > 0
+    """Whether the checkpoint's loss trained its auxiliary net (`pfld.losses.loss_trains_pose_net`)."""
+    return loss_trains_pose_net(hparams.get("loss") or {})
 
 
 def check_pose_net(hparams: dict[str, Any], checkpoint_path: Path) -> None:

@@ -75,8 +75,9 @@ class PFLDModule(L.LightningModule):
             },
             logger=False,  # train() logs the whole resolved config; this would overwrite its `data` entry
         )
-        self.model: PFLD = instantiate(self.hparams.model)
         self.loss = instantiate(self.hparams.loss)
+        self._apply_model_requirements()
+        self.model: PFLD = instantiate(self.hparams.model)
         data = self.hparams.data
         self.normalization_mode: str = data.get("normalization_mode", "inter_ocular")
         # (i, j) or "box": the `nme` argument
@@ -94,11 +95,32 @@ class PFLDModule(L.LightningModule):
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
 
-    def initialize_from_data(self, mean_shape: np.ndarray, class_fractions: Sequence[float]) -> None:
+    def _apply_model_requirements(self) -> None:
+        """Give the model the parts its loss reads (RLE's scale head, a binned pose net), in the saved
+        hyper-parameters too, so the checkpoint rebuilds the same model; a model config that sets one of
+        them otherwise is refused."""
+        needs = getattr(self.loss, "model_requirements", dict)()
+        model = self.hparams.model
+        for key, value in needs.items():
+            if model.get(key) not in (None, False, value):
+                raise ValueError(
+                    f"the loss needs model.{key}={value} but the model config sets {model[key]!r}: "
+                    f"leave model.{key} unset (the loss sets it) or change the loss"
+                )
+            model[key] = value
+
+    def initialize_from_data(
+        self, mean_shape: np.ndarray, class_fractions: Sequence[float], num_faces: int | None = None
+    ) -> None:
         """Start the landmark regressor at the training mean shape; give the loss the training set's
-        class fractions (used when it weights classes over the data set). Not called on resume."""
+        class fractions (and size: ``num_faces``, for the effective-number balance), used when it
+        weights classes over the data set. Not called on resume."""
         self.model.head.set_mean_shape(torch.as_tensor(mean_shape, dtype=torch.float32))
-        if (
+        if hasattr(self.loss, "set_class_statistics"):
+            if num_faces is None:
+                raise ValueError("this loss needs the training set's size: pass num_faces")
+            self.loss.set_class_statistics(list(class_fractions), num_faces)
+        elif (
             hasattr(self.loss, "set_class_fractions")
             and getattr(self.loss, "class_weighting", "") == "dataset"
         ):
@@ -128,20 +150,23 @@ class PFLDModule(L.LightningModule):
         """Loss, (B, K, 2) landmarks and (B, 3) angles in radians (None without the auxiliary net) of a
         normalised batch (see `on_after_batch_transfer`)."""
         images = self._layout(batch["image"])
-        if self.model.auxiliary is not None:
-            landmarks, angles = self.model.forward_with_pose(images)  # (B, K, 2), (B, 3) radians
-        else:
-            landmarks, angles = self.model(images), None
+        out = self.model.forward_train(images)  # (B, K, 2), (B, 3) radians or None, ...
+        extras = {}
+        if getattr(self.loss, "needs_sigma", False):
+            extras["sigma"] = out.sigma
+        if getattr(self.loss, "needs_angle_logits", False):
+            extras["angle_logits"] = out.angle_logits
         loss = self.loss(
-            landmarks,
+            out.landmarks,
             batch["landmarks"],
-            angles,
+            out.angles,
             batch["angles"],
             batch["classes"],
             mask=batch["visible"],
             pose_valid=batch["pose_valid"],
+            **extras,
         )
-        return loss, landmarks, angles
+        return loss, out.landmarks, out.angles
 
     def _shared_step(
         self, batch: dict[str, torch.Tensor], stage: str

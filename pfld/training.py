@@ -54,6 +54,13 @@ def switch_off_pose_if_unavailable(cfg: DictConfig, scheme: LandmarkScheme) -> N
         print(f"scheme {scheme.name!r} declares no pose reference points: the pose branch is switched off")
         with open_dict(cfg):
             cfg.model.auxiliary = False
+    if cfg.loss.get("pose_factor", "none") != "none":
+        print(
+            f"scheme {scheme.name!r} has no Euler angles: loss.pose_factor={cfg.loss.pose_factor} is set to "
+            "none (every face's pose factor would be the same)"
+        )
+        with open_dict(cfg):
+            cfg.loss.pose_factor = "none"
     if cfg.loss.get("pose_weight", 0.0):
         with open_dict(cfg):
             cfg.loss.pose_weight = 0.0
@@ -130,7 +137,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         channels_last=cfg.channels_last,
     )
     if cfg.ckpt_path is None:
-        module.initialize_from_data(datamodule.mean_shape(), datamodule.class_fractions())
+        module.initialize_from_data(
+            datamodule.mean_shape(),
+            datamodule.class_fractions(),
+            len(datamodule._require(datamodule.train_faces)),
+        )
     if cfg.get("init_from"):
         warm_start(module.model, cfg.init_from)
 

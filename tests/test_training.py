@@ -67,3 +67,38 @@ def test_gpu_trainer_config_composes_and_passes_the_checks(tmp_path):
     cfg = compose_train(["trainer=gpu"], tmp_path)
     assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("gpu", "bf16-mixed")
     check_train_config(cfg)
+
+
+def test_rle_and_binned_pose_train_and_leave_inference_without_their_heads(tmp_path):
+    """The loss family's extra parts: RLE's scale head and flow, Hopenet's binned pose net. Trained, resumed
+    from the checkpoint's own hyper-parameters, and left out of the inference model (pose kept on demand)."""
+    overrides = [
+        *SMALL,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "loss=pose_balance",
+        "loss.base=rle",
+        "loss.pose_loss=binned",
+        "loss.balance=effective",
+        "loss.pose_factor=truth",
+    ]
+    metrics = train(compose_train(overrides, tmp_path))
+    assert 0 < metrics["val/nme"] < 10 and metrics["val/pose_mae"] > 0
+    checkpoint = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=False)
+    model_config = checkpoint["hyper_parameters"]["model"]
+    assert model_config["uncertainty"] is True and model_config["pose_bins"] == 66
+    assert any(k.startswith("loss.flow.") for k in checkpoint["state_dict"])
+    model, _ = load_inference_model(metrics["best_checkpoint"])
+    assert model.auxiliary is None and model.uncertainty is None
+    posed, _ = load_inference_model(metrics["best_checkpoint"], with_pose=True)
+    with torch.no_grad():
+        landmarks, angles = posed.forward_with_pose(torch.zeros(1, 3, 112, 112))
+    assert posed.auxiliary.bins == 66 and landmarks.shape == (1, 68, 2) and angles.shape == (1, 3)
+
+
+def test_a_loss_that_needs_other_model_settings_says_which(tmp_path):
+    cfg = compose_train(
+        ["debug=fast", "loss=pose_balance", "loss.pose_loss=binned", "+model.pose_bins=30"], tmp_path
+    )
+    with pytest.raises(ValueError, match="model.pose_bins"):
+        train(cfg)

@@ -4,7 +4,7 @@ from pfld.models.auxiliary import AuxiliaryPoseNet
 from pfld.models.backbone import PFLDBackbone
 from pfld.models.complexity import count_macs, count_parameters
 from pfld.models.head import MultiScaleHead
-from pfld.models.pfld import PFLD
+from pfld.models.pfld import PFLD, TrainingOutputs
 from pfld.models.timm_backbone import TimmBackbone
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "MultiScaleHead",
     "PFLDBackbone",
     "TimmBackbone",
+    "TrainingOutputs",
     "count_macs",
     "count_parameters",
 ]

@@ -13,6 +13,15 @@ def final_kernel_size(input_size: int) -> int:
     return min(7, input_size // 16)
 
 
+def float32_linear(layer: nn.Linear, features: torch.Tensor) -> torch.Tensor:
+    """``layer(features)`` in float32 even under bf16/fp16 autocast: bf16's 8-bit mantissa would round a
+    point near the crop's centre to 1/512 of the crop, about 0.2 px at 112."""
+    if torch.is_autocast_enabled(features.device.type):
+        with torch.autocast(features.device.type, enabled=False):
+            return layer(features.float())
+    return layer(features)
+
+
 class MultiScaleHead(nn.Module):
     """Landmarks from the stride-8 S1 features, pooled at three scales.
 
@@ -59,17 +68,18 @@ class MultiScaleHead(nn.Module):
 
     def forward(self, s1: torch.Tensor) -> torch.Tensor:
         """S1 (B, C, H/8, W/8) -> landmarks (B, K, 2)."""
+        return self.points(self.pooled(s1))
+
+    def pooled(self, s1: torch.Tensor) -> torch.Tensor:
+        """S1 (B, C, H/8, W/8) -> the pooled multi-scale features (B, C + 32 + 128) that `points` maps."""
         s2 = self.conv_s2(s1)  # (B, 32, H/16, W/16)
         s3 = self.conv_s3(s2)  # (B, 128, H/16 - k + 1, W/16 - k + 1)
         pooled = [f.mean(dim=(2, 3)) for f in (s1, s2, s3)]  # [(B, C1), (B, 32), (B, 128)]
-        features = torch.cat(pooled, dim=1)  # (B, 176)
-        if torch.is_autocast_enabled(features.device.type):
-            # The coordinates leave in float32 under bf16/fp16 autocast: bf16's 8-bit mantissa would
-            # round a point near the crop's centre to 1/512 of the crop, about 0.2 px at 112.
-            with torch.autocast(features.device.type, enabled=False):
-                out = self.fc(features.float())  # (B, 2K)
-        else:
-            out = self.fc(features)  # (B, 2K)
+        return torch.cat(pooled, dim=1)  # (B, 176)
+
+    def points(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, F) -> landmarks (B, K, 2), in float32 whatever the autocast."""
+        out = float32_linear(self.fc, features)  # (B, 2K)
         return out.reshape(out.shape[0], self.num_points, 2)
 
     @torch.no_grad()

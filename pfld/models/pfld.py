@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from pfld.models.auxiliary import AuxiliaryPoseNet
-from pfld.models.head import MultiScaleHead
+from pfld.models.head import MultiScaleHead, float32_linear
 
 MIN_INPUT_SIZE = 64
+
+
+class TrainingOutputs(NamedTuple):
+    """What one training forward pass gives the loss (`PFLD.forward_train`)."""
+
+    landmarks: torch.Tensor  # (B, K, 2) in [0, 1] of the crop, float32
+    angles: torch.Tensor | None  # (B, 3) yaw, pitch, roll in radians; None without the pose net
+    angle_logits: torch.Tensor | None  # (B, 3, bins) of a binned pose net, else None
+    sigma: torch.Tensor | None  # (B, K, 2) in (0, 1): RLE's scale of each coordinate's error, else None
 
 
 class PFLD(nn.Module):
@@ -23,13 +33,25 @@ class PFLD(nn.Module):
         num_points: K, at least 3.
         input_size: side S of the square input, a multiple of 16, at least 64.
         auxiliary: build the auxiliary pose net (training only; drop it with `without_auxiliary`).
+        pose_bins, pose_bin_width: None for the paper's pose net regressing three angles, or Hopenet's
+            binned classification (66 bins of 3 degrees), see `AuxiliaryPoseNet`.
+        uncertainty: build RLE's training-only scale head (`uncertainty`): a Linear from the head's
+            pooled features to a sigmoid scale per coordinate, read by `pfld.losses.RLELoss`'s flow.
+            Dropped with the pose net by `without_auxiliary`, so inference and export never carry it.
 
     Landmarks are (B, K, 2), x then y, in [0, 1] of the crop; angles are (B, 3) yaw, pitch, roll in
-    radians. State-dict keys are `backbone.*`, `head.*` and `auxiliary.*`.
+    radians. State-dict keys are `backbone.*`, `head.*`, `auxiliary.*` and `uncertainty.*`.
     """
 
     def __init__(
-        self, backbone: nn.Module, num_points: int, input_size: int = 112, auxiliary: bool = True
+        self,
+        backbone: nn.Module,
+        num_points: int,
+        input_size: int = 112,
+        auxiliary: bool = True,
+        pose_bins: int | None = None,
+        pose_bin_width: float = 3.0,
+        uncertainty: bool = False,
     ) -> None:
         super().__init__()
         bad_size = isinstance(input_size, bool) or not isinstance(input_size, int)
@@ -49,7 +71,14 @@ class PFLD(nn.Module):
         self.backbone = backbone
         self.head = MultiScaleHead(backbone.out_channels, num_points, input_size)
         self.auxiliary: AuxiliaryPoseNet | None = (
-            AuxiliaryPoseNet(backbone.auxiliary_channels, input_size) if auxiliary else None
+            AuxiliaryPoseNet(
+                backbone.auxiliary_channels, input_size, bins=pose_bins, bin_width=pose_bin_width
+            )
+            if auxiliary
+            else None
+        )
+        self.uncertainty: nn.Linear | None = (
+            nn.Linear(self.head.fc.in_features, num_points * 2) if uncertainty else None
         )
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -75,10 +104,30 @@ class PFLD(nn.Module):
         aux_features, s1 = self.backbone(x)
         return self.head(s1), self.auxiliary(aux_features)
 
+    def forward_train(self, x: torch.Tensor) -> TrainingOutputs:
+        """(B, 3, S, S) -> everything the losses may read (`TrainingOutputs`), in train and eval mode:
+        the pose net's angles (and logits when binned) and RLE's scales where those parts exist."""
+        self._check_input(x)
+        aux_features, s1 = self.backbone(x)
+        features = self.head.pooled(s1)
+        landmarks = self.head.points(features)
+        angles = logits = sigma = None
+        if self.auxiliary is not None:
+            if self.auxiliary.bins is None:
+                angles = self.auxiliary(aux_features)
+            else:
+                logits = self.auxiliary.logits(aux_features)
+                angles = self.auxiliary.expectation(logits)
+        if self.uncertainty is not None:
+            sigma = torch.sigmoid(float32_linear(self.uncertainty, features)).reshape(landmarks.shape)
+        return TrainingOutputs(landmarks, angles, logits, sigma)
+
     def without_auxiliary(self) -> PFLD:
-        """A deep copy without the auxiliary net, for inference and export; `self` is unchanged."""
+        """A deep copy without the training-only parts (the pose net, RLE's scale head), for inference
+        and export; `self` is unchanged."""
         model = copy.deepcopy(self)
         model.auxiliary = None
+        model.uncertainty = None
         return model
 
     def set_mean_shape(self, mean: torch.Tensor, weight_scale: float = 0.1) -> None:

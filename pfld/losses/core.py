@@ -296,10 +296,22 @@ def wing_loss(
     Returns:
         Scalar: summed over points and coordinates, mean over the batch.
     """
-    x = _masked_difference(pred, target, mask).abs() * coordinate_scale
+    difference = _masked_difference(pred, target, mask)
+    return masked_point_sum(wing_errors(difference, width, curvature, coordinate_scale), mask).mean()
+
+
+def wing_errors(difference: Tensor, width: float, curvature: float, coordinate_scale: float) -> Tensor:
+    """Per-coordinate wing loss of a (B, K, 2) difference in crop units; see `wing_loss`."""
+    x = difference.abs() * coordinate_scale
     c = width - width * math.log1p(width / curvature)
-    wing = torch.where(x < width, width * torch.log1p(x / curvature), x - c)
-    return masked_point_sum(wing, mask).mean()
+    return torch.where(x < width, width * torch.log1p(x / curvature), x - c)
+
+
+def smooth_l1_errors(difference: Tensor, beta: float) -> Tensor:
+    """Per-coordinate smooth L1 (Huber / beta) of a (B, K, 2) difference in crop units: ``0.5 x^2 / beta``
+    below ``beta``, ``|x| - beta / 2`` above, so it matches L1 (and its learning rate) on large errors."""
+    x = difference.abs()
+    return torch.where(x < beta, 0.5 * x * x / beta, x - 0.5 * beta)
 
 
 class PFLDLoss(nn.Module):

@@ -5,6 +5,7 @@ rule, and plots. `scripts/ablations.py` is its command line; `docs/ablations.md`
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,11 @@ from typing import Any
 
 from pfld.sweep import collect_runs
 
+#: Extra groups scored from each run's best checkpoint (`rescore_run`): AFW has only 10 profile
+#: (|yaw| > 30 deg), 7 head-down and 1 head-up faces, too few to tell losses apart; these have ~80 each.
+RESCORE_FILE = "rescore.json"
+TURNED_YAW_DEG = 15.0
+TILTED_PITCH_DEG = 10.0
 #: Columns of the tables: metric key in ``metrics.json``, header, how many decimals, x100 (percent).
 COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("val/nme", "NME", 4, False),
@@ -23,6 +29,8 @@ COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("val/nme_profile", "profile", 4, False),
     ("val/nme_head_up", "head up", 4, False),
     ("val/nme_head_down", "head down", 4, False),
+    ("val/nme_yaw_over_15", "yaw>15", 4, False),
+    ("val/nme_pitch_over_10", "pitch>10", 4, False),
     ("val/pose_mae", "pose MAE deg", 2, False),
 )
 #: Rows that weight faces (pose factor or class balance): candidates for the default loss.
@@ -75,7 +83,11 @@ def collect_rows(sweep_dirs: Sequence[str | Path]) -> dict[str, Row]:
             if name is None:
                 continue
             seed = int(_override(run["overrides"], "seed") or 0)
-            by_seed.setdefault(name, {})[seed] = run["metrics"]
+            metrics = run["metrics"]
+            extra = Path(folder) / run["run"] / RESCORE_FILE
+            if metrics is not None and extra.is_file():
+                metrics = {**metrics, **json.loads(extra.read_text())}
+            by_seed.setdefault(name, {})[seed] = metrics
     rows = {}
     for name, seeds in by_seed.items():
         row = Row(name)
@@ -209,3 +221,31 @@ def study_summary(rows: Mapping[str, Row], order: Sequence[str]) -> dict[str, An
         }
         for n in names
     }
+
+
+def rescore_run(checkpoint: str | Path, loader: Any) -> dict[str, float]:
+    """NME of the validation faces turned by more than `TURNED_YAW_DEG` (annotated yaw) and tilted by more
+    than `TILTED_PITCH_DEG` (pitch), from a run's best checkpoint; ``loader`` gives the validation set."""
+    import torch
+
+    from pfld.evaluation.predictions import predict
+    from pfld.inference import load_inference_model
+    from pfld.metrics import nme, resolve_normalization
+
+    model, data = load_inference_model(checkpoint)
+    out = predict(model, loader)
+    normalization = resolve_normalization(
+        data.get("normalization_mode", "inter_ocular"), data["normalization"]
+    )
+    errors = nme(out["predictions"], out["landmarks"], normalization, out["visible"])
+    degrees = torch.rad2deg(out["angles"]).abs()
+    valid = out["pose_valid"].bool() & ~torch.isnan(errors)
+    scores = {}
+    for name, member in (
+        (f"val/nme_yaw_over_{TURNED_YAW_DEG:g}", degrees[:, 0] > TURNED_YAW_DEG),
+        (f"val/nme_pitch_over_{TILTED_PITCH_DEG:g}", degrees[:, 1] > TILTED_PITCH_DEG),
+    ):
+        chosen = errors[valid & member]
+        scores[name] = float(chosen.mean()) if len(chosen) else math.nan
+        scores[name.replace("val/nme_", "val/faces_")] = float(len(chosen))
+    return scores

@@ -19,15 +19,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pfld.ablation import (
+    RESCORE_FILE,
     collect_rows,
     decide_default,
     difference,
     grid_table,
     plot_rows,
+    rescore_run,
     row_descriptions,
     rows_table,
     study_summary,
 )
+from pfld.sweep import collect_runs
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 #: Row order of the tables: the experiment's sweep order.
@@ -96,6 +99,30 @@ def generated_section(sweeps: list[Path], figures: Path, doc_dir: Path) -> tuple
     return "\n".join(lines), study_summary(rows, ORDER)
 
 
+def rescore(sweeps: list[Path]) -> None:
+    """`rescore_run` for every finished run without a ``rescore.json``; the validation faces once, from
+    the first run's own config."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    loader = None
+    for sweep in sweeps:
+        for run in collect_runs(sweep):
+            folder = sweep / run["run"]
+            checkpoint = (run["metrics"] or {}).get("best_checkpoint")
+            if not checkpoint or (folder / RESCORE_FILE).is_file():
+                continue
+            if loader is None:
+                cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
+                cfg.data.num_workers = 0
+                datamodule = instantiate(cfg.data)
+                datamodule.setup("validate")
+                loader = datamodule.val_dataloader()
+            scores = rescore_run(checkpoint, loader)
+            (folder / RESCORE_FILE).write_text(json.dumps(scores, indent=1) + "\n")
+            print(f"{folder}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if "nme" in k))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,10 +133,17 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "ablations.md")
     parser.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "ablations.json")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help=f"first score each finished run's best checkpoint on the turned and tilted faces ({RESCORE_FILE})",
+    )
     args = parser.parse_args()
     for folder in args.sweeps:
         if not folder.is_dir():
             raise SystemExit(f"{folder}: not a folder")
+    if args.rescore:
+        rescore(args.sweeps)
     section, summary = generated_section(args.sweeps, args.figures.resolve(), args.doc.resolve().parent)
     text = args.doc.read_text() if args.doc.is_file() else f"# Ablations\n\n{START}\n{END}\n"
     if START not in text or END not in text:

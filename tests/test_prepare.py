@@ -175,6 +175,13 @@ def test_training_on_partially_labelled_faces_without_pose(tmp_path, capsys):
     assert cfg.model.auxiliary is False and cfg.loss.pose_weight == 0.0
     with pytest.raises(ValueError, match="no pose reference points.*loss=l1"):
         train(compose_train(["debug=fast", "loss=pfld", *data, f"data.scheme.name_or_path={five}"], tmp_path))
+    family = ["loss=pose_balance", "loss.pose_factor=truth", "loss.balance=effective"]
+    cfg = compose_train(
+        ["debug=fast", *family, *data, f"data.scheme.name_or_path={five}"], tmp_path / "family"
+    )
+    metrics = train(cfg)  # the pose factor has no angles to read: switched off, said so, a finite loss
+    assert "loss.pose_factor=truth is set to none" in capsys.readouterr().out
+    assert cfg.loss.pose_factor == "none" and cfg.loss.pose_weight == 0.0 and np.isfinite(metrics["val/nme"])
 
 
 def test_python_m_data_runs_from_the_repository_root(tmp_path):

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pfld.config_checks import check_train_config
 from pfld.cpu_budget import AUTO, AdaptiveThreads, cpu_computes_bf16, plan_cpu
+from pfld.data.attributes import FACE_CLASSES
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.data.schemes import LandmarkScheme
 from pfld.evaluation import group_table, write_report
@@ -64,6 +65,22 @@ def switch_off_pose_if_unavailable(cfg: DictConfig, scheme: LandmarkScheme) -> N
     if cfg.loss.get("pose_weight", 0.0):
         with open_dict(cfg):
             cfg.loss.pose_weight = 0.0
+
+
+def warn_about_empty_classes(loss: object, datamodule: LandmarkDataModule) -> None:
+    """A loss that balances classes gets a warning naming the classes no training face is in: their
+    weight is never used (a face's classes are fixed, so no batch holds one), which is worth knowing
+    when a data set lacks the flags that would fill them (expression, occlusion)."""
+    balances = type(loss).__name__ == "PFLDLoss" or getattr(loss, "balance", "none") != "none"
+    if not balances:
+        return
+    counts = datamodule.class_counts()
+    empty = [name for name, count in zip(FACE_CLASSES, counts, strict=True) if count == 0]
+    if empty:
+        print(
+            f"warning: no training face is in class {', '.join(empty)}: the loss's class balance has no "
+            "weight to give there (each face is weighted by the classes it is in)"
+        )
 
 
 def _accelerator_and_processes(cfg: DictConfig) -> tuple[str, int]:
@@ -142,6 +159,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             datamodule.class_fractions(),
             len(datamodule._require(datamodule.train_faces)),
         )
+        warn_about_empty_classes(module.loss, datamodule)
     if cfg.get("init_from"):
         warm_start(module.model, cfg.init_from)
 

@@ -259,6 +259,14 @@ class LandmarkDataModule(L.LightningDataModule):
     def pose_thresholds(self) -> PoseThresholds:
         return PoseThresholds(self.profile_yaw_deg, self.head_pitch_deg)
 
+    def class_counts(self) -> np.ndarray:
+        """(C,) number of training faces (unaugmented) in each of `FACE_CLASSES`; 0 where none is."""
+        return (
+            class_memberships(self._require(self.train_faces), self.pose_thresholds)
+            .sum(axis=0)
+            .astype(np.int64)
+        )
+
     def class_fractions(self) -> np.ndarray:
         """(C,) fraction of training faces in each of `FACE_CLASSES` (unaugmented), floored at one face
         (1 / N): augmentation can move a face into a class no unaugmented face is in, which then gets

@@ -73,13 +73,27 @@ def _override(overrides: Sequence[str], key: str) -> str | None:
     return None
 
 
+#: Overrides that do not make a row: the seed, the experiment, how the run used the machine.
+NOT_A_ROW = ("seed", "experiment", "cpu.", "data.num_workers", "hydra.", "trainer.devices", "logger")
+
+
+def row_name(overrides: Sequence[str]) -> str | None:
+    """A run's row: its ``ablation=`` override, else its other overrides (``data.input_size=96
+    model.backbone.width=0.5``) less `NOT_A_ROW`; None when nothing is left."""
+    ablation = _override(overrides, "ablation")
+    if ablation is not None:
+        return ablation
+    kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(NOT_A_ROW))
+    return " ".join(kept) or None
+
+
 def collect_rows(sweep_dirs: Sequence[str | Path]) -> dict[str, Row]:
-    """Runs of every sweep folder grouped by their ``ablation=`` override; a seed run twice counts once
-    (the later folder wins). Runs without an ``ablation`` override are ignored."""
+    """Runs of every sweep folder grouped into rows (`row_name`); a seed run twice counts once (the
+    later folder wins)."""
     by_seed: dict[str, dict[int, dict[str, float] | None]] = {}
     for folder in sweep_dirs:
         for run in collect_runs(folder):
-            name = _override(run["overrides"], "ablation")
+            name = row_name(run["overrides"])
             if name is None:
                 continue
             seed = int(_override(run["overrides"], "seed") or 0)

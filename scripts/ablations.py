@@ -59,7 +59,7 @@ REFERENCE = "l1_pose"  # today's default
 def generated_section(sweeps: list[Path], figures: Path, doc_dir: Path) -> tuple[str, dict]:
     rows = collect_rows(sweeps)
     if not rows:
-        raise SystemExit(f"no runs with an ablation= override under {', '.join(map(str, sweeps))}")
+        raise SystemExit(f"no finished or running runs under {', '.join(map(str, sweeps))}")
     names = [n for n in ORDER if n in rows] + sorted(n for n in rows if n not in ORDER)
     ordered = [rows[n] for n in names]
     missing = [n for n in ORDER if n not in rows]
@@ -68,10 +68,11 @@ def generated_section(sweeps: list[Path], figures: Path, doc_dir: Path) -> tuple
     plot_rows(ordered, figures / "ablation_nme.png", reference=REFERENCE)
     plot_rows(ordered, figures / "ablation_nme_profile.png", key="val/nme_profile", reference=REFERENCE)
     chosen, reason = decide_default(rows)
+    reference = REFERENCE if REFERENCE in rows else None
     lines = ["## All rows", "", "Mean ± standard deviation over seeds (AFW validation, 337 faces).", ""]
     lines += [rows_table(ordered), ""]
-    lines += [f"- `{n}`: {descriptions.get(n, '')}" for n in names] + [""]
-    if REFERENCE in rows:
+    lines += [f"- `{n}`: {descriptions[n]}" for n in names if n in descriptions] + [""]
+    if reference:
         lines += [f"Difference from `{REFERENCE}` (today's default) in NME, with its standard error:", ""]
         lines += ["| row | ΔNME | ± SE | |", "|---|---:|---:|---|"]
         for row in ordered:
@@ -81,15 +82,12 @@ def generated_section(sweeps: list[Path], figures: Path, doc_dir: Path) -> tuple
             verdict = "within noise (< 2 SE)" if abs(delta) < 2 * se else ("better" if delta < 0 else "worse")
             lines.append(f"| `{row.name}` | {delta:+.4f} | {se:.4f} | {verdict} |")
         lines.append("")
-    lines += ["## Pose factor x class balance on L1 (NME)", "", grid_table(rows), ""]
-    lines += [
-        "## The default rule",
-        "",
-        f"Chosen: {'`' + chosen + '`' if chosen else 'no weighted row'}. {reason}.",
-        "",
-    ]
-    if missing:
-        lines += ["Rows not run yet: " + ", ".join(f"`{n}`" for n in missing) + ".", ""]
+    if any(n in ORDER for n in names):  # the loss study: its grid and the default-loss rule
+        lines += ["## Pose factor x class balance on L1 (NME)", "", grid_table(rows), ""]
+        verdict = f"`{chosen}`" if chosen else "no weighted row"
+        lines += ["## The default rule", "", f"Chosen: {verdict}. {reason}.", ""]
+        if missing:
+            lines += ["Rows not run yet: " + ", ".join(f"`{n}`" for n in missing) + ".", ""]
     relative = figures.relative_to(doc_dir) if figures.is_relative_to(doc_dir) else figures
     lines += [
         f"![NME by row]({relative}/ablation_nme.png)",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pfld.ablation import collect_rows, decide_default, grid_table, rows_table
+from pfld.ablation import collect_rows, decide_default, grid_table, row_name, rows_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,3 +89,16 @@ def test_script_writes_between_the_markers_and_keeps_the_text(tmp_path):
     assert "0.1050 ± 0.0071" in text
     assert (tmp_path / "fig" / "ablation_nme.png").is_file()
     assert json.loads((tmp_path / "a.json").read_text())["l1_pose"]["seeds"] == [1, 2]
+
+
+def test_rows_without_an_ablation_override_are_named_by_their_other_overrides():
+    overrides = [
+        "experiment=size_width",
+        "data.input_size=96",
+        "model.backbone.width=0.5",
+        "seed=2",
+        "cpu.threads=1",
+    ]
+    assert row_name(overrides) == "data.input_size=96 model.backbone.width=0.5"
+    assert row_name(["ablation=l1_pose", "seed=1", "data.input_size=96"]) == "l1_pose"
+    assert row_name(["seed=1", "experiment=loss_ablation"]) is None

@@ -105,7 +105,9 @@ def test_a_loss_that_needs_other_model_settings_says_which(tmp_path):
 
 
 def test_a_class_without_training_faces_is_named_when_the_loss_balances_classes(tmp_path, capsys):
-    train(compose_train(["debug=fast", "loss=pose_balance", "loss.balance=reciprocal"], tmp_path / "balanced"))
+    train(
+        compose_train(["debug=fast", "loss=pose_balance", "loss.balance=reciprocal"], tmp_path / "balanced")
+    )
     out = capsys.readouterr().out
     assert "no training face is in class" in out and "occlusion" in out
     train(compose_train(["debug=fast"], tmp_path / "plain"))

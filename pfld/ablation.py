@@ -34,7 +34,7 @@ COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("val/pose_mae", "pose MAE deg", 2, False),
 )
 #: Rows that weight faces (pose factor or class balance): candidates for the default loss.
-PLAIN_ROWS = ("l1", "l1_pose", "wing_pose", "rle_pose", "l1_binned_pose")
+PLAIN_ROWS = ("l1", "l1_pose", "l1_pose_head", "wing_pose", "rle_pose", "l1_binned_pose")
 FACTORS = ("error", "error_detached", "truth", "none")
 BALANCES = ("reciprocal", "effective", "none")
 

@@ -37,6 +37,7 @@ START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 ORDER = [
     "l1",
     "l1_pose",
+    "l1_pose_head",
     "pfld_paper",
     "wing_pose",
     "rle_pose",

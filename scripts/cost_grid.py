@@ -41,12 +41,14 @@ class _WithPose(nn.Module):
         return landmarks, torch.rad2deg(angles)
 
 
-def measure(size: int, width: float, with_pose: bool, runs: int, folder: Path) -> dict[str, float]:
+def measure(
+    size: int, width: float, with_pose: bool, runs: int, folder: Path, pose_from: str = "stride4"
+) -> dict[str, float]:
     torch.manual_seed(0)
-    model = PFLD(PFLDBackbone(width), 68, size, auxiliary=with_pose).eval()
+    model = PFLD(PFLDBackbone(width), 68, size, auxiliary=with_pose, pose_from=pose_from).eval()
     net: nn.Module = _WithPose(model) if with_pose else model
     outputs = ["landmarks", "pose"] if with_pose else ["landmarks"]
-    name = f"s{size}_w{width:g}{'_pose' if with_pose else ''}"
+    name = f"s{size}_w{width:g}{'_pose_' + pose_from if with_pose else ''}"
     fp32 = folder / f"{name}.onnx"
     int8 = folder / f"{name}_int8.onnx"
     _torch_export(net, torch.zeros(1, 3, size, size), fp32, 18, outputs)
@@ -58,6 +60,7 @@ def measure(size: int, width: float, with_pose: bool, runs: int, folder: Path) -
         "input": size,
         "width": width,
         "with_pose": with_pose,
+        "pose_from": pose_from if with_pose else None,
         "mmacs": count_macs(net, size) / 1e6,  # the exported graph: with the pose net when it is an output
         "params": count_parameters(model),
         "fp32_kb": fp32.stat().st_size / 1024,
@@ -76,7 +79,11 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 112, 128])
     parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
-    parser.add_argument("--pose", action="store_true", help="also each model with the pose output")
+    parser.add_argument(
+        "--pose",
+        action="store_true",
+        help="also each model with the pose output (from stride 4 and from the head)",
+    )
     parser.add_argument("--runs", type=int, default=200, help="timed calls per session")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
@@ -88,11 +95,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pfld-cost-") as tmp:
         for size in args.sizes:
             for width in args.widths:
-                for with_pose in (False, True) if args.pose else (False,):
-                    r = measure(size, width, with_pose, args.runs, Path(tmp))
+                variants = [(False, "stride4")] + ([(True, "stride4"), (True, "head")] if args.pose else [])
+                for with_pose, pose_from in variants:
+                    r = measure(size, width, with_pose, args.runs, Path(tmp), pose_from)
                     rows.append(r)
                     print(
-                        f"| {size} | {width:g} | {'yes' if with_pose else 'no'} | {r['mmacs']:.1f} | "
+                        f"| {size} | {width:g} | {pose_from if with_pose else 'no'} | {r['mmacs']:.1f} | "
                         f"{r['params']:,} | {r['fp32_kb']:.0f} | {r['int8_kb']:.0f} | {r['fp32_ms']:.3f} | "
                         f"{r['int8_ms']:.3f} |",
                         flush=True,

@@ -278,3 +278,40 @@ def test_timm_backbone_with_fake_timm(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(ValueError, match="out_indices"):
         TimmBackbone("fake_net", out_indices=(0, 1))
+
+
+def test_pose_from_the_head_is_one_linear_beside_the_landmarks():
+    from pfld.models.pfld import HeadPose
+
+    model = PFLD(PFLDBackbone(0.25), 68, 112, pose_from="head")
+    assert isinstance(model.auxiliary, HeadPose)
+    assert sum(p.numel() for p in model.auxiliary.parameters()) == model.head.fc.in_features * 3 + 3
+    x = torch.randn(2, 3, 112, 112)
+    out = model.forward_train(x)
+    assert out.angles.shape == (2, 3) and out.angle_logits is None
+    model.eval()
+    landmarks, angles = model.forward_with_pose(x)
+    assert angles.shape == (1, 3) or angles.shape == (2, 3)
+    assert torch.equal(landmarks, model(x)) and torch.equal(model.without_auxiliary()(x), landmarks)
+    with pytest.raises(ValueError, match="pose_from"):
+        PFLD(PFLDBackbone(0.25), 68, 112, pose_from="s3")
+    with pytest.raises(ValueError, match="no bins"):
+        PFLD(PFLDBackbone(0.25), 68, 112, pose_from="head", pose_bins=66)
+
+
+def test_binned_pose_net_returns_the_expectation_in_radians():
+    model = PFLD(PFLDBackbone(0.25), 68, 112, pose_bins=66).eval()
+    with torch.no_grad():
+        model.auxiliary.fc[-1].weight.zero_()
+        model.auxiliary.fc[-1].bias.zero_()
+        model.auxiliary.fc[-1].bias.view(3, 66)[0, 40] = 50.0  # yaw: all mass on bin 40
+        _, angles = model.forward_with_pose(torch.randn(1, 3, 112, 112))
+    assert float(torch.rad2deg(angles[0, 0])) == pytest.approx((40 + 0.5 - 33) * 3.0, abs=1e-3)
+    assert float(angles[0, 1]) == pytest.approx(0.0, abs=1e-6)  # uniform bins: the mean centre, 0
+
+
+def test_uncertainty_head_gives_scales_in_zero_one_and_leaves_with_the_pose_net():
+    model = PFLD(PFLDBackbone(0.25), 68, 112, uncertainty=True)
+    sigma = model.forward_train(torch.randn(2, 3, 112, 112)).sigma
+    assert sigma.shape == (2, 68, 2) and bool(((sigma > 0) & (sigma < 1)).all())
+    assert model.without_auxiliary().uncertainty is None

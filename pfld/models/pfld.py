@@ -23,6 +23,20 @@ class TrainingOutputs(NamedTuple):
     sigma: torch.Tensor | None  # (B, K, 2) in (0, 1): RLE's scale of each coordinate's error, else None
 
 
+class HeadPose(nn.Module):
+    """Yaw, pitch and roll from the landmark head's pooled features: one Linear, float32 out."""
+
+    bins = None
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, 3)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, F) pooled S1/S2/S3 features -> (B, 3) radians."""
+        return float32_linear(self.fc, features)
+
+
 class PFLD(nn.Module):
     """The PFLD landmark detector.
 
@@ -35,6 +49,10 @@ class PFLD(nn.Module):
         auxiliary: build the auxiliary pose net (training only; drop it with `without_auxiliary`).
         pose_bins, pose_bin_width: None for the paper's pose net regressing three angles, or Hopenet's
             binned classification (66 bins of 3 degrees), see `AuxiliaryPoseNet`.
+        pose_from: where the pose net reads: "stride4" (the paper's auxiliary net on the 28x28
+            features, `AuxiliaryPoseNet`) or "head" (`HeadPose`: one Linear from the landmark head's
+            pooled S1/S2/S3 features to the three angles, an output beside the landmarks that costs
+            3 x 176 MACs when exported with the pose; regression only, no bins).
         uncertainty: build RLE's training-only scale head (`uncertainty`): a Linear from the head's
             pooled features to a sigmoid scale per coordinate, read by `pfld.losses.RLELoss`'s flow.
             Dropped with the pose net by `without_auxiliary`, so inference and export never carry it.
@@ -51,6 +69,7 @@ class PFLD(nn.Module):
         auxiliary: bool = True,
         pose_bins: int | None = None,
         pose_bin_width: float = 3.0,
+        pose_from: str = "stride4",
         uncertainty: bool = False,
     ) -> None:
         super().__init__()
@@ -61,7 +80,16 @@ class PFLD(nn.Module):
             )
         if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 3:
             raise ValueError(f"num_points must be an int >= 3, got {num_points!r}")
-        needed = ("out_channels", "auxiliary_channels") if auxiliary else ("out_channels",)
+        if pose_from not in ("stride4", "head"):
+            raise ValueError(f"pose_from must be 'stride4' or 'head', got {pose_from!r}")
+        if pose_from == "head" and pose_bins is not None:
+            raise ValueError("pose_from='head' regresses the angles: it has no bins (pose_bins=None)")
+        self.pose_from = pose_from
+        needed = (
+            ("out_channels", "auxiliary_channels")
+            if auxiliary and pose_from == "stride4"
+            else ("out_channels",)
+        )
         for name in needed:
             value = getattr(backbone, name, None)
             if not isinstance(value, int) or value < 1:
@@ -70,13 +98,13 @@ class PFLD(nn.Module):
         self.input_size = input_size
         self.backbone = backbone
         self.head = MultiScaleHead(backbone.out_channels, num_points, input_size)
-        self.auxiliary: AuxiliaryPoseNet | None = (
-            AuxiliaryPoseNet(
+        self.auxiliary: AuxiliaryPoseNet | HeadPose | None = None
+        if auxiliary and pose_from == "head":
+            self.auxiliary = HeadPose(self.head.fc.in_features)
+        elif auxiliary:
+            self.auxiliary = AuxiliaryPoseNet(
                 backbone.auxiliary_channels, input_size, bins=pose_bins, bin_width=pose_bin_width
             )
-            if auxiliary
-            else None
-        )
         self.uncertainty: nn.Linear | None = (
             nn.Linear(self.head.fc.in_features, num_points * 2) if uncertainty else None
         )
@@ -90,19 +118,18 @@ class PFLD(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) -> landmarks (B, K, 2); in training with the auxiliary net, (landmarks, angles (B, 3))."""
         self._check_input(x)
-        aux_features, s1 = self.backbone(x)
-        landmarks = self.head(s1)  # (B, K, 2)
         if self.training and self.auxiliary is not None:
-            return landmarks, self.auxiliary(aux_features)
-        return landmarks
+            return self.forward_with_pose(x)
+        _, s1 = self.backbone(x)
+        return self.head(s1)  # (B, K, 2)
 
     def forward_with_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) -> (landmarks (B, K, 2), angles (B, 3) in radians), in train and eval mode."""
         if self.auxiliary is None:
             raise RuntimeError("this PFLD has no auxiliary net; build it with auxiliary=True")
-        self._check_input(x)
-        aux_features, s1 = self.backbone(x)
-        return self.head(s1), self.auxiliary(aux_features)
+        out = self.forward_train(x)
+        assert out.angles is not None
+        return out.landmarks, out.angles
 
     def forward_train(self, x: torch.Tensor) -> TrainingOutputs:
         """(B, 3, S, S) -> everything the losses may read (`TrainingOutputs`), in train and eval mode:
@@ -113,7 +140,9 @@ class PFLD(nn.Module):
         landmarks = self.head.points(features)
         angles = logits = sigma = None
         if self.auxiliary is not None:
-            if self.auxiliary.bins is None:
+            if isinstance(self.auxiliary, HeadPose):
+                angles = self.auxiliary(features)
+            elif self.auxiliary.bins is None:
                 angles = self.auxiliary(aux_features)
             else:
                 logits = self.auxiliary.logits(aux_features)

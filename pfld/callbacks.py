@@ -53,8 +53,16 @@ class ValidationPlots(Callback):
         if self._due(trainer) and head is not None and hasattr(pl_module, "normalization"):
             self._hook = head.register_forward_hook(self._record)
 
-    def _record(self, module: torch.nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        self._batch_output = output.detach()
+    def _record(
+        self,
+        module: torch.nn.Module,
+        inputs: tuple[Any, ...],
+        output: torch.Tensor | tuple[torch.Tensor, ...],
+    ) -> None:
+        landmarks = (
+            output[0] if isinstance(output, tuple) else output
+        )  # (landmarks, features) in training passes
+        self._batch_output = landmarks.detach()
 
     def on_validation_batch_end(
         self,

@@ -66,9 +66,14 @@ class MultiScaleHead(nn.Module):
         self.fc = nn.Linear(in_channels + s2_channels + s3_channels, num_points * 2)
         init_weights(self)
 
-    def forward(self, s1: torch.Tensor) -> torch.Tensor:
-        """S1 (B, C, H/8, W/8) -> landmarks (B, K, 2)."""
-        return self.points(self.pooled(s1))
+    def forward(
+        self, s1: torch.Tensor, with_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """S1 (B, C, H/8, W/8) -> landmarks (B, K, 2); with ``with_features``, (landmarks, the pooled
+        features (B, F) that training-only parts read), so hooks on the head see every pass."""
+        features = self.pooled(s1)
+        landmarks = self.points(features)
+        return (landmarks, features) if with_features else landmarks
 
     def pooled(self, s1: torch.Tensor) -> torch.Tensor:
         """S1 (B, C, H/8, W/8) -> the pooled multi-scale features (B, C + 32 + 128) that `points` maps."""

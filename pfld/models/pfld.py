@@ -136,8 +136,7 @@ class PFLD(nn.Module):
         the pose net's angles (and logits when binned) and RLE's scales where those parts exist."""
         self._check_input(x)
         aux_features, s1 = self.backbone(x)
-        features = self.head.pooled(s1)
-        landmarks = self.head.points(features)
+        landmarks, features = self.head(s1, with_features=True)
         angles = logits = sigma = None
         if self.auxiliary is not None:
             if isinstance(self.auxiliary, HeadPose):

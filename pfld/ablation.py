@@ -196,6 +196,8 @@ def plot_rows(
     import matplotlib.pyplot as plt
 
     ordered = sorted((r for r in rows if r.values(key)), key=lambda r: r.mean(key), reverse=True)
+    if not ordered:
+        return  # no row has this metric (e.g. runs not rescored)
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(ordered) + 1.2))
     y = list(range(len(ordered)))
     means = [r.mean(key) for r in ordered]

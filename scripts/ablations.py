@@ -99,25 +99,26 @@ def generated_section(sweeps: list[Path], figures: Path, doc_dir: Path) -> tuple
 
 
 def rescore(sweeps: list[Path]) -> None:
-    """`rescore_run` for every finished run without a ``rescore.json``; the validation faces once, from
-    the first run's own config."""
+    """`rescore_run` for every finished run without a ``rescore.json``, on the validation faces as that
+    run's own data config crops them (one loader per distinct config: input sizes differ in a sweep)."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    loader = None
+    loaders: dict[str, object] = {}
     for sweep in sweeps:
         for run in collect_runs(sweep):
             folder = sweep / run["run"]
             checkpoint = (run["metrics"] or {}).get("best_checkpoint")
             if not checkpoint or (folder / RESCORE_FILE).is_file():
                 continue
-            if loader is None:
-                cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
-                cfg.data.num_workers = 0
-                datamodule = instantiate(cfg.data)
+            data = OmegaConf.load(folder / ".hydra" / "config.yaml").data
+            data.num_workers = 0
+            key = OmegaConf.to_yaml(data)
+            if key not in loaders:
+                datamodule = instantiate(data)
                 datamodule.setup("validate")
-                loader = datamodule.val_dataloader()
-            scores = rescore_run(checkpoint, loader)
+                loaders[key] = datamodule.val_dataloader()
+            scores = rescore_run(checkpoint, loaders[key])
             (folder / RESCORE_FILE).write_text(json.dumps(scores, indent=1) + "\n")
             print(f"{folder}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if "nme" in k))
 

@@ -245,23 +245,25 @@ def rescore_run(checkpoint: str | Path, loader: Any) -> dict[str, float]:
     import torch
 
     from pfld.evaluation.predictions import predict
+    from pfld.evaluation.scores import face_errors, nme_by_group
     from pfld.inference import load_inference_model
-    from pfld.metrics import nme, resolve_normalization
+    from pfld.metrics import resolve_normalization
 
     model, data = load_inference_model(checkpoint)
     out = predict(model, loader)
     normalization = resolve_normalization(
         data.get("normalization_mode", "inter_ocular"), data["normalization"]
     )
-    errors = nme(out["predictions"], out["landmarks"], normalization, out["visible"])
     degrees = torch.rad2deg(out["angles"]).abs()
-    valid = out["pose_valid"].bool() & ~torch.isnan(errors)
+    valid = out["pose_valid"].bool()
+    groups = {
+        f"yaw_over_{TURNED_YAW_DEG:g}": valid & (degrees[:, 0] > TURNED_YAW_DEG),
+        f"pitch_over_{TILTED_PITCH_DEG:g}": valid & (degrees[:, 1] > TILTED_PITCH_DEG),
+    }
+    table = nme_by_group(face_errors(out, normalization), groups)  # empty groups are left out
     scores = {}
-    for name, member in (
-        (f"val/nme_yaw_over_{TURNED_YAW_DEG:g}", degrees[:, 0] > TURNED_YAW_DEG),
-        (f"val/nme_pitch_over_{TILTED_PITCH_DEG:g}", degrees[:, 1] > TILTED_PITCH_DEG),
-    ):
-        chosen = errors[valid & member]
-        scores[name] = float(chosen.mean()) if len(chosen) else math.nan
-        scores[name.replace("val/nme_", "val/faces_")] = float(len(chosen))
+    for name in groups:
+        row = table.get(name, {"nme": math.nan, "faces": 0.0})
+        scores[f"val/nme_{name}"] = row["nme"]
+        scores[f"val/faces_{name}"] = row["faces"]
     return scores

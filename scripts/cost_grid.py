@@ -24,21 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from export.latency import machine_description, measure_latency
-from export.onnx_export import _torch_export
+from export.onnx_export import LandmarksAndPose, _torch_export
 from export.quantize import quantize_int8
 from pfld.models import PFLD, PFLDBackbone, count_macs, count_parameters
-
-
-class _WithPose(nn.Module):
-    """Landmarks and the pose net's angles as two outputs, as `python -m export with_pose=true` does."""
-
-    def __init__(self, model: PFLD) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        landmarks, angles = self.model.forward_with_pose(x)
-        return landmarks, torch.rad2deg(angles)
 
 
 def measure(
@@ -46,7 +34,7 @@ def measure(
 ) -> dict[str, float]:
     torch.manual_seed(0)
     model = PFLD(PFLDBackbone(width), 68, size, auxiliary=with_pose, pose_from=pose_from).eval()
-    net: nn.Module = _WithPose(model) if with_pose else model
+    net: nn.Module = LandmarksAndPose(model) if with_pose else model
     outputs = ["landmarks", "pose"] if with_pose else ["landmarks"]
     name = f"s{size}_w{width:g}{'_pose_' + pose_from if with_pose else ''}"
     fp32 = folder / f"{name}.onnx"

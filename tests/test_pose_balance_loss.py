@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
@@ -50,18 +51,10 @@ def _loss(**kwargs) -> PoseBalanceLoss:
     with (
         pytest.warns(UserWarning, match="occlusion")
         if kwargs.get("balance", "none") != "none"
-        else _nothing()
+        else contextlib.nullcontext()
     ):
         loss.set_class_statistics(FRACTIONS, N_FACES)
     return loss.double()
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
 
 
 def _call(loss: PoseBalanceLoss, batch: dict[str, torch.Tensor], **overrides) -> torch.Tensor:

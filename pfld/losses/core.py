@@ -228,8 +228,16 @@ def _angle_factor(pred_angles: Tensor, target_angles: Tensor, pose_valid: Tensor
     difference = pred_angles - target_angles
     difference = torch.where(valid.unsqueeze(-1), difference, torch.zeros_like(difference))
     factor = (1.0 - torch.cos(difference)).sum(dim=1)  # (B,), 0 at invalid faces
+    return fill_invalid(factor, valid)
+
+
+def fill_invalid(factor: Tensor, valid: Tensor) -> Tensor:
+    """(B,) per-face factors -> the same with the faces that are not ``valid`` given the mean factor of
+    the valid ones (detached; 1 when no face is valid): such a face is neither dropped nor weighted by a
+    meaningless target."""
     count = valid.sum()
-    mean_valid = factor.detach().sum() / count.clamp(min=1).to(factor.dtype)
+    kept = torch.where(valid, factor.detach(), torch.zeros_like(factor))
+    mean_valid = kept.sum() / count.clamp(min=1).to(factor.dtype)
     fill = torch.where(count > 0, mean_valid, torch.ones_like(mean_valid))
     return torch.where(valid, factor, fill)
 

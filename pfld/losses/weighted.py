@@ -45,12 +45,14 @@ from pfld.losses.core import (
     _check_mask,
     _masked_difference,
     class_weights,
+    fill_invalid,
     masked_point_sum,
     pose_loss,
     smooth_l1_errors,
     wing_errors,
 )
 from pfld.losses.rle import RealNVP, rle_errors
+from pfld.models.auxiliary import bin_centres_deg
 
 BASE_LOSSES = ("l2", "l1", "wing", "smooth_l1", "rle")
 POSE_FACTORS = ("error", "error_detached", "truth", "none")
@@ -113,20 +115,12 @@ def binned_pose_loss(
     index = torch.floor(target_deg / bin_width_deg + bins / 2).long().clamp(0, bins - 1)  # (B, 3)
     logits = logits.float()
     cross_entropy = F.cross_entropy(logits.reshape(-1, bins), index.reshape(-1), reduction="none")
-    centres = (torch.arange(bins, device=logits.device, dtype=torch.float32) + 0.5 - bins / 2) * bin_width_deg
+    centres = bin_centres_deg(bins, bin_width_deg).to(logits.device)
     expectation = (logits.softmax(dim=-1) * centres).sum(dim=-1)  # (B, 3) degrees
     squared = torch.rad2deg(wrap_angle(torch.deg2rad(expectation - target_deg))).pow(2)
     per_face = (cross_entropy.reshape(b, 3) + alpha * squared).sum(dim=1)
     per_face = torch.where(valid, per_face, torch.zeros_like(per_face))
     return per_face.sum() / valid.sum().clamp(min=1).to(per_face.dtype)
-
-
-def _fill_invalid(factor: Tensor, valid: Tensor) -> Tensor:
-    """(B,) factors -> the same with invalid faces given the valid faces' mean (detached; 1 if none)."""
-    count = valid.sum()
-    mean_valid = torch.where(valid, factor.detach(), torch.zeros_like(factor)).sum() / count.clamp(min=1)
-    fill = torch.where(count > 0, mean_valid, torch.ones_like(mean_valid))
-    return torch.where(valid, factor, fill)
 
 
 def pose_factor(
@@ -152,7 +146,7 @@ def pose_factor(
         difference = torch.where(valid.unsqueeze(-1), pred_angles - target, torch.zeros_like(target))
         error = (1.0 - torch.cos(difference)).sum(dim=1)
         factor = floor + error if kind == "error" else 1.0 + scale * error.detach()
-    return _fill_invalid(factor, valid)
+    return fill_invalid(factor, valid)
 
 
 def effective_number_weights(counts: Tensor, beta: float) -> Tensor:

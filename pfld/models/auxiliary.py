@@ -9,6 +9,12 @@ from pfld.models.blocks import ConvBNReLU, init_weights
 from pfld.models.head import final_kernel_size
 
 
+def bin_centres_deg(bins: int, width_deg: float) -> torch.Tensor:
+    """(bins,) float32 centres in degrees of ``bins`` bins of ``width_deg``, symmetric about 0 (Hopenet's
+    66 x 3: -97.5 to 97.5); shared by the binned pose net and its loss."""
+    return (torch.arange(bins, dtype=torch.float32) + 0.5 - bins / 2) * width_deg
+
+
 class AuxiliaryPoseNet(nn.Module):
     """Yaw, pitch and roll from the stride-4 features; used only in training.
 
@@ -59,8 +65,8 @@ class AuxiliaryPoseNet(nn.Module):
         self.fc = nn.Sequential(nn.Linear(c4, fc), nn.ReLU(inplace=True), nn.Linear(fc, 3 * (bins or 1)))
         init_weights(self)
         if bins is not None:
-            centres = (torch.arange(bins, dtype=torch.float32) + 0.5 - bins / 2) * self.bin_width
-            self.register_buffer("bin_centres", torch.deg2rad(centres), persistent=False)  # (bins,) rad
+            centres = torch.deg2rad(bin_centres_deg(bins, self.bin_width))
+            self.register_buffer("bin_centres", centres, persistent=False)  # (bins,) rad
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Stride-4 features (B, C4, H/4, W/4) -> (B, 3) yaw, pitch, roll in radians."""

@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from pfld.data.mixed import extend_points, extend_sigma
 from pfld.data.normalize import model_input
 from pfld.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
 from pfld.losses import pose_loss
@@ -94,6 +95,19 @@ class PFLDModule(L.LightningModule):
             self.model.auxiliary.requires_grad_(False)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        #: (D, K) weights of the training faces' derived points (see `pfld.data.mixed`); none by default.
+        #: Not a buffer: it belongs to the run's data, not to the model a checkpoint keeps.
+        self.derived_weights = torch.zeros(0, self.model.num_points)
+
+    def set_derived_points(self, weights: np.ndarray | torch.Tensor) -> None:
+        """Train on faces with D derived points after the K points (`pfld.data.mixed`): the prediction
+        of each is the weighted mean ``weights`` (D, K) of the predicted points. Set it on resume too."""
+        weights = torch.as_tensor(weights, dtype=torch.float32)
+        if weights.ndim != 2 or weights.shape[1] != self.model.num_points:
+            raise ValueError(
+                f"derived point weights must be (D, {self.model.num_points}), got {tuple(weights.shape)}"
+            )
+        self.derived_weights = weights
 
     def _apply_model_requirements(self) -> None:
         """Give the model the parts its loss reads (RLE's scale head, a binned pose net), in the saved
@@ -151,13 +165,22 @@ class PFLDModule(L.LightningModule):
         normalised batch (see `on_after_batch_transfer`)."""
         images = self._layout(batch["image"])
         out = self.model.forward_train(images)  # (B, K, 2), (B, 3) radians or None, ...
+        points, sigma = out.landmarks, out.sigma
+        if batch["landmarks"].shape[1] != points.shape[1]:  # faces with derived points after the K
+            if batch["landmarks"].shape[1] != points.shape[1] + len(self.derived_weights):
+                raise ValueError(
+                    f"the batch has {batch['landmarks'].shape[1]} points for a model of {points.shape[1]} "
+                    f"and {len(self.derived_weights)} derived points: call set_derived_points"
+                )
+            points = extend_points(points, self.derived_weights)
+            sigma = None if sigma is None else extend_sigma(sigma, self.derived_weights)
         extras = {}
         if getattr(self.loss, "needs_sigma", False):
-            extras["sigma"] = out.sigma
+            extras["sigma"] = sigma
         if getattr(self.loss, "needs_angle_logits", False):
             extras["angle_logits"] = out.angle_logits
         loss = self.loss(
-            out.landmarks,
+            points,
             batch["landmarks"],
             out.angles,
             batch["angles"],
@@ -199,7 +222,10 @@ class PFLDModule(L.LightningModule):
                 sync_dist=True,
             )
         with torch.no_grad():
-            errors = nme(landmarks.detach(), batch["landmarks"], self.normalization, batch["visible"])
+            k = landmarks.shape[1]  # the model's points (not the derived ones after them)
+            errors = nme(
+                landmarks.detach(), batch["landmarks"][:, :k], self.normalization, batch["visible"][:, :k]
+            )
             batch_nme = errors.nanmean()
         self.log(
             "train/nme", batch_nme, on_step=False, on_epoch=True, batch_size=len(landmarks), sync_dist=True

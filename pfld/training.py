@@ -153,6 +153,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         data=data_description(datamodule),
         channels_last=cfg.channels_last,
     )
+    module.set_derived_points(datamodule.derived.weights)  # faces of other schemes (pfld.data.mixed)
     if cfg.ckpt_path is None:
         module.initialize_from_data(
             datamodule.mean_shape(),

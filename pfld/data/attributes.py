@@ -7,8 +7,8 @@ A face whose pose cannot be fitted (too few labelled reference points) counts as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -90,6 +90,27 @@ class PoseThresholds:
 
     profile_yaw_deg: float = 30.0
     head_pitch_deg: float = 20.0
+
+
+def with_pose_flag(
+    parts: Sequence[FaceCache], thresholds: PoseThresholds = PoseThresholds()
+) -> list[FaceCache]:
+    """Parts about to be combined into one training set: when some carry a data set's ``pose`` flag
+    (which decides their profile class) and others do not, the others get the flag their angles give
+    (|yaw| > the profile threshold), so that combining them does not mark all of them frontal."""
+    if not any("pose" in part.flag_names for part in parts):
+        return list(parts)
+    out = []
+    for part in parts:
+        if "pose" not in part.flag_names:
+            profile = np.abs(part.angles[:, 0]) > thresholds.profile_yaw_deg  # NaN (unknown): False
+            part = replace(
+                part,
+                flags=np.concatenate([part.flags, profile[:, None]], axis=1),
+                flag_names=(*part.flag_names, "pose"),
+            )
+        out.append(part)
+    return out
 
 
 def class_memberships(faces: FaceCache, thresholds: PoseThresholds = PoseThresholds()) -> np.ndarray:

@@ -21,7 +21,10 @@ from pfld.data.photo_checks import check_photo_file, check_points_in_photo
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import LandmarkScheme
 
-BOX_SOURCES: tuple[str, ...] = ("landmarks", "dataset")
+#: Where a face's crop box comes from: its labelled landmarks, the data set's own face box, or the box of
+#: the model scheme's landmarks estimated from the face's few points (`FaceRecord.box`, see
+#: `pfld.data.mixed.estimate_box`).
+BOX_SOURCES: tuple[str, ...] = ("landmarks", "dataset", "estimated")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class FaceCache:
     flags: (N, F) bool data-set attributes named by ``flag_names`` (e.g. WFLW's six).
     crop_size: side of the policy crop in stored pixels; border: stored pixels around it on each side.
     crop_scale, box_source: how the policy crop was derived (see `pfld.data.crop`).
+    scheme: the name of the points' landmark scheme; "" when not recorded (splits prepared before it was).
     """
 
     images: np.ndarray
@@ -48,6 +52,7 @@ class FaceCache:
     border: int
     crop_scale: float = 1.2
     box_source: str = "landmarks"
+    scheme: str = ""
 
     def __post_init__(self) -> None:
         n, side = len(self.images), self.crop_size + 2 * self.border
@@ -151,13 +156,17 @@ def concat_faces(caches: Sequence[FaceCache]) -> FaceCache:
         border=first.border,
         crop_scale=first.crop_scale,
         box_source=first.box_source,
+        scheme=first.scheme if all(c.scheme == first.scheme for c in caches) else "",
     )
 
 
 def _layout(faces: FaceCache) -> str:
+    # An estimated landmark box (a partially labelled face of another scheme, see pfld.data.mixed) is
+    # the same kind of box as the landmarks' own.
+    box = "landmarks" if faces.box_source == "estimated" else faces.box_source
     return (
         f"{faces.num_points} points, crop {faces.crop_size} px + {faces.border} px border, "
-        f"crop_scale {faces.crop_scale} of the {faces.box_source} box"
+        f"crop_scale {faces.crop_scale} of the {box} box"
     )
 
 
@@ -186,13 +195,13 @@ def crop_record(
     """Read a face's photo and cut its loose crop: ((S, S, 3) uint8, (K, 2) crop pixels)."""
     if box_source not in BOX_SOURCES:
         raise ValueError(f"box_source must be one of {BOX_SOURCES}, got {box_source!r}")
-    if box_source == "dataset" and record.box is None:
-        raise ValueError(f"{record.source}: box_source 'dataset' but the annotation has no face box")
+    if box_source != "landmarks" and record.box is None:
+        raise ValueError(f"{record.source}: box_source {box_source!r} but the annotation has no face box")
     side = crop_size + 2 * border
     image = load_image(record.image_path, record.source)
     where = f"{record.source} ({record.image_path.name})" if record.source else str(record.image_path)
     check_points_in_photo(record.landmarks, image.shape[1], image.shape[0], where)
-    box = record.box if box_source == "dataset" else None
+    box = None if box_source == "landmarks" else record.box
     return crop_face(image, record.landmarks, side, crop_scale, side / crop_size, box=box)
 
 
@@ -256,4 +265,5 @@ def faces_from_crops(
         flag_names=names,
         crop_size=crop_size,
         border=border,
+        scheme="" if scheme is None else scheme.name,
     )

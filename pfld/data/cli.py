@@ -5,6 +5,8 @@
     python -m data coco --split train=a.json --split test=b.json --scheme cofw29 --out data/cofw
     python -m data csv  --split train=faces.csv --scheme kaggle15 --out data/kaggle
     python -m data pts  --split train=folder_a --split val=folder_b --scheme ibug68 --out data/mine
+    python -m data mtfl --root ../shared/data/mtfl5                -> data/mtfl5/train (five points,
+                                                                      cropped like 68-point faces)
 
 Train on the result with ``python train.py data=wflw`` (or a data config listing the split folders).
 """
@@ -18,15 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from pfld.data.attributes import PoseThresholds
+from pfld.data.mixed import with_estimated_boxes
 from pfld.data.prepare import CropPolicy, SplitReader, prepare_dataset
 from pfld.data.readers import (
     read_300w,
     read_coco_keypoints,
     read_landmark_csv,
+    read_mtfl,
     read_pts_folder,
     read_wflw_split,
 )
 from pfld.data.schemes import available_schemes, load_scheme
+from pfld.data.schemes.mapping import load_mapping
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -108,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="300W folder with afw/, helen/{trainset,testset}/, lfpw/{trainset,testset}/, ibug/",
     )
     _common_options(w300, "300w")
+    mtfl = commands.add_parser("mtfl", help="MTFL (five points, head pose, smiling, glasses): train")
+    mtfl.add_argument(
+        "--root", type=Path, required=True, help="folder with train.csv, attributes.csv, images/"
+    )
+    mtfl.add_argument(
+        "--crop-for",
+        default="ibug68",
+        help="cut each face as a face of this scheme would be cut (its landmark box estimated from the "
+        "five points through the shipped mapping), so it can train that scheme's model beside fully "
+        "annotated faces; 'none' crops on the five points' own box",
+    )
+    _common_options(mtfl, "mtfl5")
     for name, what, scheme in (
         ("coco", "COCO-style keypoint json", "ibug68"),
         ("csv", "CSV of file,x0,y0,... (empty or NaN = unlabelled)", "ibug68"),
@@ -158,6 +175,16 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, SplitReader], str, dict[st
             s: partial(_bound_split, read_300w, args.root, s) for s in ("train", "common", "challenging")
         }
         return splits, "ibug68", {"format": "300w", "root": str(args.root.resolve())}
+    if args.format == "mtfl":
+        return (
+            {"train": partial(_mtfl_split, args.root, args.crop_for)},
+            "five_point",
+            {
+                "format": "mtfl",
+                "root": str(args.root.resolve()),
+                "crop_for": args.crop_for,
+            },
+        )
     scheme = load_scheme(args.scheme)
     paths = _parse_splits(args.split)
     images = _image_dirs(args.images, list(paths))
@@ -172,8 +199,24 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, SplitReader], str, dict[st
     return splits, args.scheme, source
 
 
+def _mtfl_split(root: Path, crop_for: str, on_error: Callable[[str], None]) -> list:
+    records = read_mtfl(root, on_error=on_error)
+    if crop_for == "none":
+        return records
+    return with_estimated_boxes(records, load_mapping("five_point", crop_for), on_error)
+
+
 def _bound_split(read: Callable[..., list], root: Path, split: str, on_error: Callable[[str], None]) -> list:
     return read(root, split, on_error=on_error)
+
+
+def _box_source(args: argparse.Namespace) -> str:
+    """MTFL faces cut for another scheme use their estimated boxes (`pfld.data.mixed.estimate_box`)."""
+    if args.format == "mtfl" and args.crop_for != "none":
+        if args.box != "landmarks":
+            raise SystemExit("--box dataset: MTFL has no face boxes; use --crop-for none or a scheme")
+        return "estimated"
+    return args.box
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -183,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.out,
         splits,
         load_scheme(scheme_name),
-        CropPolicy(args.crop_size, args.crop_scale, args.margin, args.box),
+        CropPolicy(args.crop_size, args.crop_scale, args.margin, _box_source(args)),
         source=source,
         thresholds=PoseThresholds(args.profile_yaw, args.head_pitch),
         force=args.force,

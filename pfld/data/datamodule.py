@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from pfld.cpu_budget import AUTO, WorkerLoader, plan_cpu, single_threaded_worker
-from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships
+from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships, with_pose_flag
 from pfld.data.cache import FaceCache, build_face_cache, concat_faces
 from pfld.data.dataset import LandmarkDataset
+from pfld.data.mixed import DerivedPoints, derived_points, extended_scheme, map_faces
 from pfld.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import LandmarkScheme
+from pfld.data.schemes.mapping import SchemeMapping, load_mapping, read_mapping
 from pfld.data.splits import split_by_identity
 from pfld.data.transforms import build_eval_transform, build_train_transform
 from pfld.metrics import NORMALIZATION_MODES
@@ -42,7 +45,10 @@ class LandmarkDataModule(L.LightningDataModule):
             challenging sets.
         val_names: names of the ``val`` sources in reports; by default each source's folder name
             (prepared splits) or file stem (CSV readers), made unique.
-        scheme: what the points mean (flip partners, eye corners, pose reference points).
+        scheme: what the points mean (flip partners, eye corners, pose reference points). Prepared
+            training splits of another scheme (e.g. five-point MTFL faces for a 68-point model) are
+            related to it by a scheme mapping (`pfld.data.schemes.mapping`, see `pfld.data.mixed`).
+        mappings: mapping files (YAML) for such splits, beside the shipped ones (which they override).
         num_points: K the rest of the config (the model) expects; must equal the scheme's.
         input_size: side of the model's input in pixels.
         crop_scale: the crop policy's scale (see `pfld.data.crop`).
@@ -79,6 +85,7 @@ class LandmarkDataModule(L.LightningDataModule):
         normalization: str = "inter_ocular",
         seed: int = 0,
         val_names: Sequence[str] | None = None,
+        mappings: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if not train:
@@ -105,6 +112,11 @@ class LandmarkDataModule(L.LightningDataModule):
             )
         self.val_names = list(val_names) if val_names is not None else source_names(self.val_sources)
         self.scheme = scheme
+        self.mapping_files = [str(m) for m in mappings]
+        #: The extra training targets of splits of other schemes (see `pfld.data.mixed`), and the scheme
+        #: of the training faces: the model's, with those targets appended (the same when there are none).
+        self.derived = DerivedPoints(np.zeros((0, scheme.num_points)))
+        self.train_scheme = scheme
         self.val_fraction, self.seed = val_fraction, seed
         self.input_size, self.crop_scale, self.margin = input_size, crop_scale, margin
         self.batch_size, self.persistent_workers, self.pin_memory = batch_size, persistent_workers, pin_memory
@@ -126,7 +138,7 @@ class LandmarkDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_faces is not None:
             return
-        train = self._gather(self.train_sources, "train")
+        train = self._gather_train()
         if self.val_sources:
             parts = self._gather_each(self.val_sources, "val")
             val = concat_faces(parts)
@@ -134,6 +146,8 @@ class LandmarkDataModule(L.LightningDataModule):
         else:
             train_indices, val_indices = split_by_identity(train.identities, self.val_fraction, self.seed)
             train, val = train.subset(train_indices), train.subset(val_indices)
+            k = self.scheme.num_points
+            val = replace(val, landmarks=val.landmarks[:, :k])  # validation scores the model's points
         shared = set(train.identities.tolist()) & set(val.identities.tolist())
         if shared:
             print(
@@ -141,11 +155,51 @@ class LandmarkDataModule(L.LightningDataModule):
             )
         self.train_faces, self.val_faces = train, val
 
-    def _gather(self, sources: Sequence[FaceSource], split: str) -> FaceCache:
-        """All faces of a split, at this module's input size, as one `FaceCache`."""
-        return concat_faces(self._gather_each(sources, split))
+    def _gather_train(self) -> FaceCache:
+        """All training faces, at this module's input size, in the model's scheme (plus the derived
+        points of splits of other schemes), as one `FaceCache`."""
+        parts = self._gather_each(self.train_sources, "train", other_schemes=True)
+        mappings = [self._mapping_for(part) for part in parts]
+        self.derived = derived_points([m for m in mappings if m is not None], self.scheme)
+        self.train_scheme = extended_scheme(self.scheme, self.derived)
+        if self.derived.count or any(m is not None for m in mappings):
+            names = ", ".join(sorted({m.source.name for m in mappings if m is not None}))
+            print(
+                f"training on {self.scheme.name} faces and {names} faces mapped to {self.scheme.name} "
+                f"({self.derived.count} derived points)"
+            )
+        parts = [
+            map_faces(part, mapping, self.derived) for part, mapping in zip(parts, mappings, strict=True)
+        ]
+        return concat_faces(with_pose_flag(parts, self.pose_thresholds))
 
-    def _gather_each(self, sources: Sequence[FaceSource], split: str) -> list[FaceCache]:
+    def _mapping_for(self, faces: FaceCache) -> SchemeMapping | None:
+        """None for faces of the model's scheme, else the mapping from theirs (a listed file first).
+        Faces prepared under another name with the same number of points and no mapping (a user's own
+        file for the same points) are taken as they are, as before schemes were recorded."""
+        if faces.scheme in ("", self.scheme.name):
+            return None
+        for path in self.mapping_files:
+            mapping = read_mapping(path)
+            if mapping.source.name == faces.scheme and mapping.target.name == self.scheme.name:
+                return mapping
+        try:
+            return load_mapping(faces.scheme, self.scheme.name)
+        except ValueError as error:
+            if faces.num_points == self.scheme.num_points:
+                print(
+                    f"note: train faces from {faces.sources[0]} were prepared as {faces.scheme!r} and are "
+                    f"read as {self.scheme.name!r} (both {faces.num_points} points, no mapping between them)"
+                )
+                return None
+            raise ValueError(
+                f"train faces prepared from {faces.sources[0]} are {faces.scheme!r} faces but the model's "
+                f"scheme is {self.scheme.name!r}: {error}"
+            ) from None
+
+    def _gather_each(
+        self, sources: Sequence[FaceSource], split: str, other_schemes: bool = False
+    ) -> list[FaceCache]:
         """The faces of each source of a split, at this module's input size, in source order."""
         caches = []
         for source in sources:
@@ -156,7 +210,7 @@ class LandmarkDataModule(L.LightningDataModule):
                     f"check data.{split} and the files it names"
                 )
             if isinstance(faces, FaceCache):
-                caches.append(self._check_prepared(faces, split))
+                caches.append(self._check_prepared(faces, split, other_schemes))
                 continue
             for record in faces:
                 if record.num_points != self.scheme.num_points:
@@ -179,9 +233,16 @@ class LandmarkDataModule(L.LightningDataModule):
             raise ValueError(f"the {split} split is empty: data.{split} lists no source")
         return caches
 
-    def _check_prepared(self, faces: FaceCache, split: str) -> FaceCache:
+    def _check_prepared(self, faces: FaceCache, split: str, other_schemes: bool = False) -> FaceCache:
         where = f"{split} faces prepared from {faces.sources[0]}"
-        if faces.num_points != self.scheme.num_points:
+        foreign = faces.scheme not in ("", self.scheme.name) and faces.num_points != self.scheme.num_points
+        if foreign and not other_schemes:
+            raise ValueError(
+                f"{where}: {faces.num_points}-point {faces.scheme!r} faces, but the model's scheme "
+                f"{self.scheme.name!r} has {self.scheme.num_points} points; {split} faces must be of the "
+                "model's scheme (only training faces are mapped from other schemes)"
+            )
+        if faces.num_points != self.scheme.num_points and not foreign:
             raise ValueError(
                 f"{where}: {faces.num_points} points, but the scheme {self.scheme.name!r} has "
                 f"{self.scheme.num_points}"
@@ -195,13 +256,14 @@ class LandmarkDataModule(L.LightningDataModule):
 
     def _dataset(self, faces: FaceCache | None, train: bool) -> LandmarkDataset:
         faces = self._require(faces)
+        scheme = self.train_scheme if faces is self.train_faces else self.scheme
         transform = (
-            build_train_transform(self.input_size, self.scheme.flip_permutation, **self.augmentation)
+            build_train_transform(self.input_size, scheme.flip_permutation, **self.augmentation)
             if train
             else build_eval_transform(self.input_size)
         )
         return LandmarkDataset(
-            faces, transform, self.scheme, self.mean, self.std, self.profile_yaw_deg, self.head_pitch_deg
+            faces, transform, scheme, self.mean, self.std, self.profile_yaw_deg, self.head_pitch_deg
         )
 
     @property
@@ -241,7 +303,7 @@ class LandmarkDataModule(L.LightningDataModule):
     def mean_shape(self) -> np.ndarray:
         """(K, 2) the training faces' mean landmarks (over the faces where each point is labelled) in
         [0, 1] of the crop."""
-        unit = self._require(self.train_faces).unit_landmarks()
+        unit = self._require(self.train_faces).unit_landmarks()[:, : self.scheme.num_points]
         never = np.flatnonzero(np.isnan(unit[..., 0]).all(axis=0))
         if never.size:
             raise ValueError(f"points {never.tolist()} are labelled in no training face")

@@ -3,7 +3,7 @@
 images.npy        (N, S, S, 3) uint8 loose crops, memory-mapped on load (workers share the pages)
 annotations.npz   landmarks (N, K, 2) float32 crop pixels (NaN = unlabelled), angles (N, 3) degrees
                   (NaN = unknown), classes (N, C) 0/1, identities, sources, flags (N, F) + flag_names,
-                  crop_size, border, crop_scale, box_source
+                  crop_size, border, crop_scale, box_source, scheme (name; absent in older splits)
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def save_faces(faces: FaceCache, folder: str | Path, classes: np.ndarray | None 
         "border": np.array(faces.border),
         "crop_scale": np.array(faces.crop_scale),
         "box_source": np.array(faces.box_source),
+        "scheme": np.array(faces.scheme),
     }
     if classes is not None:
         arrays["classes"] = classes.astype(np.uint8)
@@ -69,6 +70,7 @@ def load_faces(folder: str | Path, mmap: bool = True) -> FaceCache:
                 border=int(data["border"]),
                 crop_scale=float(data["crop_scale"]),
                 box_source=str(data["box_source"]),
+                scheme=str(data["scheme"]) if "scheme" in data else "",
             )
     except (OSError, KeyError, ValueError) as error:
         raise ValueError(

@@ -328,3 +328,31 @@ def test_concatenating_faces_with_and_without_a_pose_flag_keeps_profile_classes(
     )
     profile = class_memberships(combined)[:, 0]
     assert profile.tolist() == [1, 1, 1, 0], "the yaw-45 face stays profile, the yaw-5 one frontal"
+
+
+def test_pseudo_labels_fill_the_missing_points_keep_the_annotated_ones_and_drop_disagreeing_faces(
+    tmp_path, tiny_checkpoint, five, embedded_shapes
+):
+    """A 68-point model labels five-point faces: annotated points stay, the other 63 are the model's,
+    each point's source is kept, and with a strict threshold faces are dropped and counted."""
+    from pfld.data.cache import ANNOTATED, PSEUDO
+    from pfld.data.cli import main as prepare_main
+    from pfld.data.store import load_faces
+
+    write_mtfl(tmp_path / "mtfl", embedded_shapes[:12] * 1.5 + 10, five)
+    prepare_main(["mtfl", "--root", str(tmp_path / "mtfl"), "--out", str(tmp_path / "mtfl5")])
+    split, out = tmp_path / "mtfl5" / "train", tmp_path / "labelled"
+    args = ["pseudo-label", "--model", str(tiny_checkpoint), "--split", str(split), "--out", str(out)]
+    summary = prepare_main([*args, "--threshold", "1000"])
+    assert summary["kept"] == 12 and summary["dropped"] == 0
+    faces, original = load_faces(out), load_faces(split)
+    assert faces.scheme == "ibug68" and faces.num_points == 68 and not np.isnan(faces.landmarks).any()
+    assert (faces.point_sources[:, [30, 48, 54]] == ANNOTATED).all()
+    assert (np.delete(faces.point_sources, [30, 48, 54], axis=1) == PSEUDO).all()
+    np.testing.assert_allclose(faces.landmarks[:, [30, 48, 54]], original.landmarks[:, 2:])
+    assert np.isfinite(faces.angles).all(), "completed faces get Euler angles"
+    median = summary["disagreement_median"]
+    strict = prepare_main([*args[:-1], str(tmp_path / "strict"), "--threshold", str(median)])
+    assert 0 < strict["dropped"] < 12 and strict["kept"] + strict["dropped"] == 12
+    with pytest.raises(ValueError, match="every face disagrees"):
+        prepare_main([*args[:-1], str(tmp_path / "none"), "--threshold", "0"])

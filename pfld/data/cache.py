@@ -26,6 +26,10 @@ from pfld.data.schemes import LandmarkScheme
 #: `pfld.data.mixed.estimate_box`).
 BOX_SOURCES: tuple[str, ...] = ("landmarks", "dataset", "estimated")
 
+#: Where a point came from (`FaceCache.point_sources`).
+POINT_SOURCES: tuple[str, ...] = ("unlabelled", "annotated", "pseudo")
+UNLABELLED, ANNOTATED, PSEUDO = 0, 1, 2
+
 
 @dataclass(frozen=True)
 class FaceCache:
@@ -39,6 +43,8 @@ class FaceCache:
     crop_size: side of the policy crop in stored pixels; border: stored pixels around it on each side.
     crop_scale, box_source: how the policy crop was derived (see `pfld.data.crop`).
     scheme: the name of the points' landmark scheme; "" when not recorded (splits prepared before it was).
+    point_sources: (N, K) uint8 where each point came from (`POINT_SOURCES`: 0 unlabelled, 1 annotated,
+        2 pseudo-label from a model, see `pfld.data.pseudo_label`), or None: every labelled point annotated.
     """
 
     images: np.ndarray
@@ -53,6 +59,7 @@ class FaceCache:
     crop_scale: float = 1.2
     box_source: str = "landmarks"
     scheme: str = ""
+    point_sources: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, side = len(self.images), self.crop_size + 2 * self.border
@@ -66,6 +73,8 @@ class FaceCache:
             "sources": (self.sources, (n,)),
             "flags": (self.flags, (n, len(self.flag_names))),
         }
+        if self.point_sources is not None:
+            expected["point_sources"] = (self.point_sources, self.landmarks.shape[:2])
         for name, (array, shape) in expected.items():
             if array.shape != shape:
                 raise ValueError(f"FaceCache.{name} must have shape {shape}, got {array.shape}")
@@ -91,6 +100,12 @@ class FaceCache:
         """(N, K, 2) landmarks in [0, 1] of the policy crop (no augmentation); NaN = not labelled."""
         return to_unit(self.landmarks - self.border, self.crop_size)
 
+    def sources_of_points(self) -> np.ndarray:
+        """(N, K) uint8 `POINT_SOURCES` codes: ``point_sources``, or annotated wherever labelled."""
+        if self.point_sources is not None:
+            return self.point_sources
+        return np.where(self.visible, ANNOTATED, UNLABELLED).astype(np.uint8)
+
     def face_flags(self, index: int) -> dict[str, bool]:
         return {name: bool(v) for name, v in zip(self.flag_names, self.flags[index], strict=True)}
 
@@ -105,6 +120,7 @@ class FaceCache:
             identities=self.identities[idx],
             sources=self.sources[idx],
             flags=self.flags[idx],
+            point_sources=None if self.point_sources is None else self.point_sources[idx],
         )
 
     def resized(self, crop_size: int) -> FaceCache:
@@ -157,6 +173,9 @@ def concat_faces(caches: Sequence[FaceCache]) -> FaceCache:
         crop_scale=first.crop_scale,
         box_source=first.box_source,
         scheme=first.scheme if all(c.scheme == first.scheme for c in caches) else "",
+        point_sources=None
+        if all(c.point_sources is None for c in caches)
+        else np.concatenate([c.sources_of_points() for c in caches]),
     )
 
 

@@ -7,6 +7,8 @@
     python -m data pts  --split train=folder_a --split val=folder_b --scheme ibug68 --out data/mine
     python -m data mtfl --root ../shared/data/mtfl5                -> data/mtfl5/train (five points,
                                                                       cropped like 68-point faces)
+    python -m data pseudo-label --model best.ckpt --split data/mtfl5/train --out data/mtfl5_68/train
+                                          (a model fills in the points the faces lack; see pseudo_label.py)
 
 Train on the result with ``python train.py data=wflw`` (or a data config listing the split folders).
 """
@@ -125,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
         "annotated faces; 'none' crops on the five points' own box",
     )
     _common_options(mtfl, "mtfl5")
+    pseudo = commands.add_parser(
+        "pseudo-label", help="fill in the missing points of a prepared split with a trained model"
+    )
+    pseudo.add_argument("--model", type=Path, required=True, help="a training checkpoint (.ckpt)")
+    pseudo.add_argument("--split", type=Path, required=True, help="a prepared split folder")
+    pseudo.add_argument("--out", type=Path, required=True, help="folder of the pseudo-labelled split")
+    pseudo.add_argument(
+        "--threshold",
+        type=float,
+        default=0.1,
+        help="drop faces whose annotated points the model misses by more than this (mean distance over "
+        "the predicted inter-ocular distance)",
+    )
+    pseudo.add_argument("--mapping", type=Path, default=None, help="a scheme mapping file (default: shipped)")
     for name, what, scheme in (
         ("coco", "COCO-style keypoint json", "ibug68"),
         ("csv", "CSV of file,x0,y0,... (empty or NaN = unlabelled)", "ibug68"),
@@ -221,6 +237,10 @@ def _box_source(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
+    if args.format == "pseudo-label":
+        from pfld.data.pseudo_label import pseudo_label_split
+
+        return pseudo_label_split(args.split, args.model, args.out, args.threshold, args.mapping)
     splits, scheme_name, source = plan(args)
     return prepare_dataset(
         args.out,

@@ -147,7 +147,8 @@ class LandmarkDataModule(L.LightningDataModule):
             train_indices, val_indices = split_by_identity(train.identities, self.val_fraction, self.seed)
             train, val = train.subset(train_indices), train.subset(val_indices)
             k = self.scheme.num_points
-            val = replace(val, landmarks=val.landmarks[:, :k])  # validation scores the model's points
+            sources = None if val.point_sources is None else val.point_sources[:, :k]
+            val = replace(val, landmarks=val.landmarks[:, :k], point_sources=sources)  # the model's points
         shared = set(train.identities.tolist()) & set(val.identities.tolist())
         if shared:
             print(

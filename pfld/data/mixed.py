@@ -101,9 +101,19 @@ def map_faces(faces: FaceCache, mapping: SchemeMapping | None, derived: DerivedP
     """
     n = len(faces)
     if mapping is None:
+        if not derived.count:
+            return faces
         extra = np.full((n, derived.count, 2), np.nan, dtype=np.float32)
-        points = np.concatenate([faces.landmarks, extra], axis=1) if derived.count else faces.landmarks
-        return replace(faces, landmarks=points)
+        sources = faces.point_sources
+        if sources is not None:
+            sources = np.concatenate([sources, np.zeros((n, derived.count), np.uint8)], axis=1)
+        return replace(
+            faces, landmarks=np.concatenate([faces.landmarks, extra], axis=1), point_sources=sources
+        )
+    if faces.point_sources is not None:
+        raise ValueError(
+            f"faces from {faces.sources[0]}: pseudo-labelled faces are mapped only in their scheme"
+        )
     k = mapping.target.num_points
     if faces.num_points != mapping.source.num_points:
         raise ValueError(

@@ -3,7 +3,8 @@
 images.npy        (N, S, S, 3) uint8 loose crops, memory-mapped on load (workers share the pages)
 annotations.npz   landmarks (N, K, 2) float32 crop pixels (NaN = unlabelled), angles (N, 3) degrees
                   (NaN = unknown), classes (N, C) 0/1, identities, sources, flags (N, F) + flag_names,
-                  crop_size, border, crop_scale, box_source, scheme (name; absent in older splits)
+                  crop_size, border, crop_scale, box_source, scheme (name; absent in older splits),
+                  point_sources (N, K) uint8 (only in pseudo-labelled splits; see FaceCache)
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def save_faces(faces: FaceCache, folder: str | Path, classes: np.ndarray | None 
         "box_source": np.array(faces.box_source),
         "scheme": np.array(faces.scheme),
     }
+    if faces.point_sources is not None:
+        arrays["point_sources"] = faces.point_sources.astype(np.uint8)
     if classes is not None:
         arrays["classes"] = classes.astype(np.uint8)
     _atomic_save(folder / ANNOTATIONS_FILE, lambda path: np.savez(path, **arrays))
@@ -71,6 +74,7 @@ def load_faces(folder: str | Path, mmap: bool = True) -> FaceCache:
                 crop_scale=float(data["crop_scale"]),
                 box_source=str(data["box_source"]),
                 scheme=str(data["scheme"]) if "scheme" in data else "",
+                point_sources=data.get("point_sources"),
             )
     except (OSError, KeyError, ValueError) as error:
         raise ValueError(

@@ -1,0 +1,166 @@
+"""Pseudo-labels: a trained model fills in the points a prepared split's faces do not have.
+
+The Kaggle keypoint practice of filling missing points from a trained model, for any pair of schemes: a
+68-point model labels the 63 points five-point MTFL faces lack (through the five_point -> ibug68
+mapping), or the holes of a partially labelled 68-point set. Each face's annotated points are compared
+with the model's prediction of them (an eye centre with the mean of the predicted eye points); a face
+where they disagree by more than ``threshold`` (the mean distance over the annotated points, divided by
+the predicted inter-ocular distance) is dropped and counted: the model has not understood that face,
+so its guesses for the other points are not worth training on.
+
+The result is a prepared split of the model's scheme like any other, plus ``point_sources`` (annotated
+or pseudo for each point, see `pfld.data.cache.POINT_SOURCES`): annotated points keep their annotation,
+derived ones (eye centres) serve only the check, and the Euler angles are fitted on the completed faces.
+
+    python -m data pseudo-label --model run/checkpoints/best.ckpt --split data/mtfl5/train \
+        --out data/mtfl5_pseudo/train --threshold 0.1
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from pfld.data.attributes import PoseThresholds, class_memberships, fit_angles
+from pfld.data.cache import ANNOTATED, PSEUDO, FaceCache
+from pfld.data.crop import from_unit
+from pfld.data.dataset import LandmarkDataset
+from pfld.data.schemes import LandmarkScheme, load_scheme
+from pfld.data.schemes.mapping import SchemeMapping, load_mapping
+from pfld.data.store import load_faces, save_faces
+from pfld.data.transforms import build_eval_transform
+from pfld.evaluation.predictions import predict
+
+MANIFEST_FILE = "pseudo_labels.json"
+
+
+def pseudo_label(
+    faces: FaceCache,
+    model: torch.nn.Module,
+    data: dict[str, Any],
+    threshold: float = 0.1,
+    mapping: SchemeMapping | None = None,
+    batch_size: int = 64,
+) -> tuple[FaceCache, dict[str, Any]]:
+    """Label the missing points of ``faces`` with ``model`` (its checkpoint's data description ``data``).
+
+    ``mapping`` relates the faces' scheme to the model's (found from the faces' recorded scheme when
+    None and the schemes differ). Returns the kept faces in the model's scheme and a summary: faces in,
+    kept, dropped, the disagreement's median and 95th percentile, the threshold.
+    """
+    target = load_scheme(str(data["scheme"]))
+    source_name = faces.scheme or target.name
+    if mapping is None and source_name != target.name:
+        mapping = load_mapping(source_name, target.name)
+    source = mapping.source if mapping is not None else target
+    if faces.num_points != source.num_points:
+        raise ValueError(
+            f"faces from {faces.sources[0]}: {faces.num_points} points, but their scheme "
+            f"{source.name!r} has {source.num_points}"
+        )
+    if abs(faces.crop_scale - float(data["crop_scale"])) > 1e-6:
+        raise ValueError(
+            f"faces from {faces.sources[0]} were cut with crop_scale {faces.crop_scale}, the model was "
+            f"trained with {data['crop_scale']}: prepare them again with --crop-scale {data['crop_scale']}"
+        )
+    predicted = _predict_pixels(faces, model, data, source, batch_size)  # (N, K, 2) stored-crop pixels
+    annotated = faces.landmarks.astype(np.float64)  # (N, S, 2)
+    guessed = mapping.project(predicted) if mapping is not None else predicted.astype(np.float64)
+    used = mapping.used if mapping is not None else np.ones(source.num_points, dtype=bool)
+    disagreement = _disagreement(annotated[:, used], guessed[:, used], predicted, target)
+    keep = disagreement <= threshold
+    landmarks = predicted.copy()
+    sources = np.full(landmarks.shape[:2], PSEUDO, dtype=np.uint8)
+    direct = mapping.direct if mapping is not None else np.arange(source.num_points)
+    for s in np.flatnonzero(direct >= 0):
+        labelled = ~np.isnan(annotated[:, s, 0])
+        landmarks[labelled, direct[s]] = annotated[labelled, s]
+        sources[labelled, direct[s]] = ANNOTATED
+    angles = np.stack([fit_angles(p - faces.border, target, float(faces.crop_size)) for p in landmarks])
+    out = replace(
+        faces,
+        landmarks=landmarks.astype(np.float32),
+        angles=angles.astype(np.float32),
+        scheme=target.name,
+        point_sources=sources,
+    ).subset(np.flatnonzero(keep))
+    summary = {
+        "faces": len(faces),
+        "kept": int(keep.sum()),
+        "dropped": int((~keep).sum()),
+        "threshold": threshold,
+        "disagreement_median": round(float(np.nanmedian(disagreement)), 4),
+        "disagreement_p95": round(float(np.nanpercentile(disagreement, 95)), 4),
+        "from_scheme": source.name,
+        "to_scheme": target.name,
+    }
+    return out, summary
+
+
+def _predict_pixels(
+    faces: FaceCache, model: torch.nn.Module, data: dict[str, Any], scheme: LandmarkScheme, batch_size: int
+) -> np.ndarray:
+    """The model's points for every face, in the stored crops' pixels."""
+    size = int(data["input_size"])
+    dataset = LandmarkDataset(
+        faces.resized(size), build_eval_transform(size), scheme, data["mean"], data["std"]
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    unit = predict(model, loader)["predictions"].numpy()  # (N, K, 2) in [0, 1] of the policy crop
+    return from_unit(unit, faces.crop_size).astype(np.float64) + faces.border
+
+
+def _disagreement(
+    annotated: np.ndarray, guessed: np.ndarray, predicted: np.ndarray, target: LandmarkScheme
+) -> np.ndarray:
+    """(N,) mean distance between annotated and predicted points over the annotated ones, over the
+    predicted inter-ocular distance; NaN-free (a face with no annotated mapped point gets +inf)."""
+    right, left = target.eye_corners
+    ocular = np.linalg.norm(predicted[:, right] - predicted[:, left], axis=1)
+    distance = np.linalg.norm(annotated - guessed, axis=2)  # (N, P), NaN where not annotated
+    counted = ~np.isnan(distance)
+    mean = np.where(counted, distance, 0.0).sum(axis=1) / np.maximum(counted.sum(axis=1), 1)
+    return np.where(counted.any(axis=1), mean / np.maximum(ocular, 1e-6), np.inf)
+
+
+def pseudo_label_split(
+    split: str | Path,
+    checkpoint: str | Path,
+    out: str | Path,
+    threshold: float = 0.1,
+    mapping: str | Path | None = None,
+    thresholds: PoseThresholds = PoseThresholds(),
+) -> dict[str, Any]:
+    """`pseudo_label` a prepared split with a checkpoint and write the result as a prepared split
+    (``out``) with ``pseudo_labels.json`` beside it; returns that summary."""
+    from pfld.data.schemes.mapping import read_mapping
+    from pfld.inference import load_inference_model
+
+    faces = load_faces(split)
+    model, data = load_inference_model(checkpoint)
+    chosen = read_mapping(mapping) if mapping is not None else None
+    labelled, summary = pseudo_label(faces, model, data, threshold, chosen)
+    if not len(labelled):
+        raise ValueError(
+            f"{split}: every face disagrees with the model by more than {threshold} "
+            f"(median {summary['disagreement_median']}); check the model, or raise --threshold"
+        )
+    out = Path(out)
+    save_faces(labelled, out, class_memberships(labelled, thresholds))
+    summary |= {"split": str(Path(split).resolve()), "model": str(Path(checkpoint).resolve())}
+    (out / MANIFEST_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"pseudo-labelled {out}: kept {summary['kept']} of {summary['faces']} faces, dropped "
+        f"{summary['dropped']} disagreeing by more than {threshold} (median disagreement "
+        f"{summary['disagreement_median']}, 95th percentile {summary['disagreement_p95']})"
+    )
+    return summary
+
+
+__all__ = ["MANIFEST_FILE", "pseudo_label", "pseudo_label_split"]

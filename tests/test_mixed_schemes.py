@@ -356,3 +356,23 @@ def test_pseudo_labels_fill_the_missing_points_keep_the_annotated_ones_and_drop_
     assert 0 < strict["dropped"] < 12 and strict["kept"] + strict["dropped"] == 12
     with pytest.raises(ValueError, match="every face disagrees"):
         prepare_main([*args[:-1], str(tmp_path / "none"), "--threshold", "0"])
+
+
+def test_train_shares_set_each_sources_share_of_the_batches(tmp_path, five, embedded_shapes):
+    from pfld.data.datamodule import LandmarkDataModule
+    from pfld.data.store import load_faces
+
+    rng = np.random.default_rng(0)
+    faces = five_point_faces(rng.uniform(40, 120, (50, 68, 2)), five)
+    full = replace(faces, landmarks=rng.uniform(40, 120, (50, 68, 2)).astype(np.float32), scheme="ibug68")
+    save_faces(full.subset(range(10)), tmp_path / "small68")
+    save_faces(faces, tmp_path / "large5")
+    sources = [lambda: load_faces(tmp_path / "small68"), lambda: load_faces(tmp_path / "large5")]
+    module = LandmarkDataModule(
+        train=sources, val=sources[:1], scheme=IBUG, num_workers=0, train_shares=[1, 1], batch_size=10
+    )
+    module.setup()
+    drawn = np.concatenate([batch["index"].numpy() for _ in range(8) for batch in module.train_dataloader()])
+    assert len(drawn) == 8 * 60 and 0.4 < np.mean(drawn < 10) < 0.6, "half the samples from 10 of 60 faces"
+    with pytest.raises(ValueError, match="one non-negative share per train source"):
+        LandmarkDataModule(train=sources, scheme=IBUG, train_shares=[1])

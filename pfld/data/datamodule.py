@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from pfld.cpu_budget import AUTO, WorkerLoader, plan_cpu, single_threaded_worker
 from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships, with_pose_flag
@@ -49,6 +49,9 @@ class LandmarkDataModule(L.LightningDataModule):
             training splits of another scheme (e.g. five-point MTFL faces for a 68-point model) are
             related to it by a scheme mapping (`pfld.data.schemes.mapping`, see `pfld.data.mixed`).
         mappings: mapping files (YAML) for such splits, beside the shipped ones (which they override).
+        train_shares: the share of each ``train`` source in the batches (normalised to sum 1), drawn
+            with replacement; None: every face once per epoch (shares proportional to the sources' sizes).
+            E.g. ``[1, 1, 1, 0.5]`` gives a large set of five-point faces a third of each batch.
         num_points: K the rest of the config (the model) expects; must equal the scheme's.
         input_size: side of the model's input in pixels.
         crop_scale: the crop policy's scale (see `pfld.data.crop`).
@@ -86,6 +89,7 @@ class LandmarkDataModule(L.LightningDataModule):
         seed: int = 0,
         val_names: Sequence[str] | None = None,
         mappings: Sequence[str] = (),
+        train_shares: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if not train:
@@ -113,6 +117,18 @@ class LandmarkDataModule(L.LightningDataModule):
         self.val_names = list(val_names) if val_names is not None else source_names(self.val_sources)
         self.scheme = scheme
         self.mapping_files = [str(m) for m in mappings]
+        if train_shares is not None and (
+            len(train_shares) != len(self.train_sources)
+            or any(not float(w) >= 0 for w in train_shares)
+            or not sum(train_shares) > 0
+        ):
+            raise ValueError(
+                f"data.train_shares must give one non-negative share per train source "
+                f"({len(self.train_sources)}), not all zero; got {list(train_shares)}"
+            )
+        self.train_shares = None if train_shares is None else [float(w) for w in train_shares]
+        #: (N,) the sampling weight of each training face (from ``train_shares``), or None.
+        self.sample_weights: np.ndarray | None = None
         #: The extra training targets of splits of other schemes (see `pfld.data.mixed`), and the scheme
         #: of the training faces: the model's, with those targets appended (the same when there are none).
         self.derived = DerivedPoints(np.zeros((0, scheme.num_points)))
@@ -146,6 +162,8 @@ class LandmarkDataModule(L.LightningDataModule):
         else:
             train_indices, val_indices = split_by_identity(train.identities, self.val_fraction, self.seed)
             train, val = train.subset(train_indices), train.subset(val_indices)
+            if self.sample_weights is not None:
+                self.sample_weights = self.sample_weights[train_indices]
             k = self.scheme.num_points
             sources = None if val.point_sources is None else val.point_sources[:, :k]
             val = replace(val, landmarks=val.landmarks[:, :k], point_sources=sources)  # the model's points
@@ -172,6 +190,14 @@ class LandmarkDataModule(L.LightningDataModule):
         parts = [
             map_faces(part, mapping, self.derived) for part, mapping in zip(parts, mappings, strict=True)
         ]
+        if self.train_shares is not None:
+            shares = np.asarray(self.train_shares) / sum(self.train_shares)
+            sizes = [len(part) for part in parts]
+            self.sample_weights = np.concatenate(
+                [np.full(n, share / n) for n, share in zip(sizes, shares, strict=True)]
+            )
+            shown = ", ".join(f"{share:.0%} from {n}" for n, share in zip(sizes, shares, strict=True))
+            print(f"training batches drawn from the train sources in shares: {shown} faces")
         return concat_faces(with_pose_flag(parts, self.pose_thresholds))
 
     def _mapping_for(self, faces: FaceCache) -> SchemeMapping | None:
@@ -276,10 +302,16 @@ class LandmarkDataModule(L.LightningDataModule):
 
     def _loader(self, faces: FaceCache | None, train: bool) -> DataLoader:
         workers = self.workers
+        sampler = None
+        if train and self.sample_weights is not None:
+            generator = torch.Generator().manual_seed(self.seed)
+            weights = torch.as_tensor(self.sample_weights, dtype=torch.double)
+            sampler = WeightedRandomSampler(weights, num_samples=len(weights), generator=generator)
         return WorkerLoader(
             self._dataset(faces, train),
             batch_size=self.batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train and len(faces) > self.batch_size,
             num_workers=workers,
             persistent_workers=self.persistent_workers and workers > 0,

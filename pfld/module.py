@@ -16,6 +16,7 @@ from pfld.data.mixed import extend_points, extend_sigma
 from pfld.data.normalize import model_input
 from pfld.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
 from pfld.losses import pose_loss
+from pfld.losses.core import l1_loss
 from pfld.metrics import NMEMetric, PoseErrorMetric, nme, resolve_normalization
 from pfld.models import PFLD
 
@@ -63,6 +64,7 @@ class PFLDModule(L.LightningModule):
         data: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
         channels_last: bool = True,
+        distill_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -73,6 +75,7 @@ class PFLDModule(L.LightningModule):
                 "scheduler": _plain(scheduler),
                 "data": _plain(data),
                 "channels_last": channels_last,
+                "distill_weight": float(distill_weight),
             },
             logger=False,  # train() logs the whole resolved config; this would overwrite its `data` entry
         )
@@ -189,6 +192,13 @@ class PFLDModule(L.LightningModule):
             pose_valid=batch["pose_valid"],
             **extras,
         )
+        if self.hparams.get("distill_weight", 0.0) > 0 and "teacher" in batch:
+            # distillation: an L1 loss towards a teacher's points (pfld.data.pseudo_label), all points
+            teacher = batch["teacher"]
+            student = points if teacher.shape[1] == points.shape[1] else out.landmarks
+            loss = loss + self.hparams.distill_weight * l1_loss(
+                student, teacher[:, : student.shape[1]], batch["teacher_visible"][:, : student.shape[1]]
+            )
         return loss, out.landmarks, out.angles
 
     def _shared_step(

@@ -152,6 +152,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         scheduler=cfg.get("scheduler"),
         data=data_description(datamodule),
         channels_last=cfg.channels_last,
+        distill_weight=cfg.get("distill_weight", 0.0),
     )
     module.set_derived_points(datamodule.derived.weights)  # faces of other schemes (pfld.data.mixed)
     if cfg.ckpt_path is None:

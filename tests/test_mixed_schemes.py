@@ -376,3 +376,47 @@ def test_train_shares_set_each_sources_share_of_the_batches(tmp_path, five, embe
     assert len(drawn) == 8 * 60 and 0.4 < np.mean(drawn < 10) < 0.6, "half the samples from 10 of 60 faces"
     with pytest.raises(ValueError, match="one non-negative share per train source"):
         LandmarkDataModule(train=sources, scheme=IBUG, train_shares=[1])
+
+
+def test_distillation_adds_an_l1_loss_towards_the_teacher_points_a_pseudo_labelled_split_carries(
+    tmp_path, tiny_checkpoint
+):
+    """68-point faces labelled by an ensemble keep every annotated face (nothing on them is a guess) and
+    carry the teacher's points, flipped with the face; distill_weight adds exactly w * L1 to the loss."""
+    from pfld.data.cli import main as prepare_main
+    from pfld.data.datamodule import LandmarkDataModule
+    from pfld.data.store import load_faces
+    from pfld.losses.core import l1_loss
+    from pfld.module import PFLDModule
+    from pfld.training import train
+    from tests.conftest import TINY_TRAINING, compose_train
+
+    prepare_main(["csv", "--split", f"train={EMBEDDED / 'train.csv'}", "--out", str(tmp_path / "emb")])
+    split, out = tmp_path / "emb" / "train", tmp_path / "taught"
+    model = ["--model", str(tiny_checkpoint)]
+    summary = prepare_main(
+        ["pseudo-label", *model, *model, "--split", str(split), "--out", str(out), "--threshold", "0"]
+    )
+    assert summary["models"] == 2 and summary["dropped"] == 0, "complete faces are kept at any threshold"
+    faces = load_faces(out)
+    assert faces.teacher.shape == faces.landmarks.shape and np.isfinite(faces.teacher).all()
+
+    sources = [lambda: load_faces(out)]
+    data = LandmarkDataModule(train=sources, val=sources, scheme=IBUG, num_workers=0, batch_size=8)
+    data.setup()
+    batch = next(iter(data.train_dataloader()))
+    assert batch["teacher"].shape == batch["landmarks"].shape and batch["teacher_visible"].all()
+    cfg = compose_train([], tmp_path)
+    description = {"input_size": 112, "crop_scale": 1.2, "mean": list(data.mean), "std": list(data.std),
+                   "scheme": "ibug68", "num_points": 68, "normalization": [36, 45]}  # fmt: skip
+    torch.manual_seed(0)
+    module = PFLDModule(cfg.model, cfg.loss, cfg.optimizer, description, distill_weight=0.5).eval()
+    batch = module.on_after_batch_transfer(batch, 0)
+    with_teacher, landmarks, _ = module.compute_loss(batch)
+    module.hparams.distill_weight = 0.0
+    without, _, _ = module.compute_loss(batch)
+    expected = 0.5 * l1_loss(landmarks, batch["teacher"], batch["teacher_visible"])
+    torch.testing.assert_close(with_teacher - without, expected)
+
+    metrics = train(compose_train([*TINY_TRAINING, f"data.train=[{{_target_:pfld.data.store.load_faces,_partial_:true,folder:'{out}'}}]", "distill_weight=1.0"], tmp_path / "run"))  # fmt: skip
+    assert np.isfinite(metrics["val/nme"])

@@ -45,6 +45,8 @@ class FaceCache:
     scheme: the name of the points' landmark scheme; "" when not recorded (splits prepared before it was).
     point_sources: (N, K) uint8 where each point came from (`POINT_SOURCES`: 0 unlabelled, 1 annotated,
         2 pseudo-label from a model, see `pfld.data.pseudo_label`), or None: every labelled point annotated.
+    teacher: (N, K, 2) float32 a teacher model's points for every face in the same pixels (NaN = none),
+        for distillation (`pfld.data.pseudo_label`), or None.
     """
 
     images: np.ndarray
@@ -60,6 +62,7 @@ class FaceCache:
     box_source: str = "landmarks"
     scheme: str = ""
     point_sources: np.ndarray | None = None
+    teacher: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, side = len(self.images), self.crop_size + 2 * self.border
@@ -75,6 +78,8 @@ class FaceCache:
         }
         if self.point_sources is not None:
             expected["point_sources"] = (self.point_sources, self.landmarks.shape[:2])
+        if self.teacher is not None:
+            expected["teacher"] = (self.teacher, self.landmarks.shape)
         for name, (array, shape) in expected.items():
             if array.shape != shape:
                 raise ValueError(f"FaceCache.{name} must have shape {shape}, got {array.shape}")
@@ -121,6 +126,7 @@ class FaceCache:
             sources=self.sources[idx],
             flags=self.flags[idx],
             point_sources=None if self.point_sources is None else self.point_sources[idx],
+            teacher=None if self.teacher is None else self.teacher[idx],
         )
 
     def resized(self, crop_size: int) -> FaceCache:
@@ -138,8 +144,19 @@ class FaceCache:
                 for image in tqdm(self.images, desc=f"resizing faces to {crop_size}", unit="face")
             ]
         )
-        landmarks = ((self.landmarks + 0.5) * zoom_exact - 0.5).astype(np.float32)
-        return replace(self, images=images, landmarks=landmarks, crop_size=crop_size, border=border)
+
+        def scaled(points: np.ndarray) -> np.ndarray:
+            return ((points + 0.5) * zoom_exact - 0.5).astype(np.float32)
+
+        teacher = None if self.teacher is None else scaled(self.teacher)
+        return replace(
+            self,
+            images=images,
+            landmarks=scaled(self.landmarks),
+            crop_size=crop_size,
+            border=border,
+            teacher=teacher,
+        )
 
 
 def concat_faces(caches: Sequence[FaceCache]) -> FaceCache:
@@ -176,6 +193,14 @@ def concat_faces(caches: Sequence[FaceCache]) -> FaceCache:
         point_sources=None
         if all(c.point_sources is None for c in caches)
         else np.concatenate([c.sources_of_points() for c in caches]),
+        teacher=None
+        if all(c.teacher is None for c in caches)
+        else np.concatenate(
+            [
+                np.full(c.landmarks.shape, np.nan, np.float32) if c.teacher is None else c.teacher
+                for c in caches
+            ]
+        ),
     )
 
 

@@ -130,7 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     pseudo = commands.add_parser(
         "pseudo-label", help="fill in the missing points of a prepared split with a trained model"
     )
-    pseudo.add_argument("--model", type=Path, required=True, help="a training checkpoint (.ckpt)")
+    pseudo.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        required=True,
+        help="a training checkpoint; repeat for an ensemble",
+    )
     pseudo.add_argument("--split", type=Path, required=True, help="a prepared split folder")
     pseudo.add_argument("--out", type=Path, required=True, help="folder of the pseudo-labelled split")
     pseudo.add_argument(

@@ -166,7 +166,8 @@ class LandmarkDataModule(L.LightningDataModule):
                 self.sample_weights = self.sample_weights[train_indices]
             k = self.scheme.num_points
             sources = None if val.point_sources is None else val.point_sources[:, :k]
-            val = replace(val, landmarks=val.landmarks[:, :k], point_sources=sources)  # the model's points
+            teacher = None if val.teacher is None else val.teacher[:, :k]
+            val = replace(val, landmarks=val.landmarks[:, :k], point_sources=sources, teacher=teacher)
         shared = set(train.identities.tolist()) & set(val.identities.tolist())
         if shared:
             print(
@@ -284,8 +285,11 @@ class LandmarkDataModule(L.LightningDataModule):
     def _dataset(self, faces: FaceCache | None, train: bool) -> LandmarkDataset:
         faces = self._require(faces)
         scheme = self.train_scheme if faces is self.train_faces else self.scheme
+        permutation = scheme.flip_permutation
+        if faces.teacher is not None:  # the teacher's points ride along after the K (see LandmarkDataset)
+            permutation = np.concatenate([permutation, permutation + scheme.num_points])
         transform = (
-            build_train_transform(self.input_size, scheme.flip_permutation, **self.augmentation)
+            build_train_transform(self.input_size, permutation, **self.augmentation)
             if train
             else build_eval_transform(self.input_size)
         )

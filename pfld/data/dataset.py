@@ -30,7 +30,10 @@ class LandmarkDataset(Dataset):
     pose_valid: () bool, False when the pose could not be fitted (too few labelled reference points);
     classes: (C,) float32 0/1 membership in `pfld.data.attributes.FACE_CLASSES` (fixed per face:
         augmentation changes neither |yaw| nor pitch);
-    index: () int64, the face's position in the dataset (see `sources_of`).
+    index: () int64, the face's position in the dataset (see `sources_of`);
+    teacher, teacher_visible: (K, 2) and (K,) like landmarks and visible, a teacher model's points for
+        distillation, only when the faces carry them (`FaceCache.teacher`); the transform must then flip
+        2K points (the teacher's after the K).
     """
 
     def __init__(
@@ -72,9 +75,15 @@ class LandmarkDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         self._seed_transform()
-        out = self.transform(np.asarray(self.faces.images[index]), self.faces.landmarks[index])
+        points = self.faces.landmarks[index]
+        teacher = self.faces.teacher
+        if teacher is not None:
+            points = np.concatenate([points, teacher[index]])
+        out = self.transform(np.asarray(self.faces.images[index]), points)
+        k = self.faces.num_points
         visible = ~np.isnan(out.points[:, 0])
-        landmarks = np.where(visible[:, None], to_unit(out.points, self.input_size), 0.5).astype(np.float32)
+        unit = np.where(visible[:, None], to_unit(out.points, self.input_size), 0.5).astype(np.float32)
+        landmarks, visible = unit[:k], visible[:k]
         pose_valid = self.pose_valid[index]
         angles = (
             np.deg2rad(augmented_angles(self.faces.angles[index], out.rotation_deg, out.flipped))
@@ -89,7 +98,14 @@ class LandmarkDataset(Dataset):
             "pose_valid": pose_valid,
             "classes": self.classes[index],
             "index": self.indices[index],
-        }
+        } | (
+            {}
+            if teacher is None
+            else {
+                "teacher": torch.from_numpy(unit[k:]),
+                "teacher_visible": torch.from_numpy(~np.isnan(out.points[k:, 0])),
+            }
+        )
 
     def sources_of(self, indices: Sequence[int]) -> list[str]:
         """Where the faces at ``indices`` were annotated (file and line, or image), for messages."""

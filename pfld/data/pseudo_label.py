@@ -11,6 +11,10 @@ so its guesses for the other points are not worth training on.
 The result is a prepared split of the model's scheme like any other, plus ``point_sources`` (annotated
 or pseudo for each point, see `pfld.data.cache.POINT_SOURCES`): annotated points keep their annotation,
 derived ones (eye centres) serve only the check, and the Euler angles are fitted on the completed faces.
+It also keeps the model's prediction of every point (``teacher``) for distillation: a run with
+``distill_weight > 0`` adds an L1 loss towards them, annotated points included. Several checkpoints
+(``--model a.ckpt --model b.ckpt``) act as an ensemble: their points are averaged. A face with every
+point annotated is never dropped (nothing on it is a guess).
 
     python -m data pseudo-label --model run/checkpoints/best.ckpt --split data/mtfl5/train \
         --out data/mtfl5_pseudo/train --threshold 0.1
@@ -19,6 +23,7 @@ derived ones (eye centres) serve only the check, and the Euler angles are fitted
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,17 +43,20 @@ from pfld.data.transforms import build_eval_transform
 from pfld.evaluation.predictions import predict
 
 MANIFEST_FILE = "pseudo_labels.json"
+#: Data description entries the checkpoints of an ensemble must share.
+_SAME_DATA = ("input_size", "crop_scale", "mean", "std", "scheme", "num_points")
 
 
 def pseudo_label(
     faces: FaceCache,
-    model: torch.nn.Module,
+    models: Sequence[torch.nn.Module],
     data: dict[str, Any],
     threshold: float = 0.1,
     mapping: SchemeMapping | None = None,
     batch_size: int = 64,
 ) -> tuple[FaceCache, dict[str, Any]]:
-    """Label the missing points of ``faces`` with ``model`` (its checkpoint's data description ``data``).
+    """Label the missing points of ``faces`` with the mean prediction of ``models`` (whose checkpoints
+    share the data description ``data``).
 
     ``mapping`` relates the faces' scheme to the model's (found from the faces' recorded scheme when
     None and the schemes differ). Returns the kept faces in the model's scheme and a summary: faces in,
@@ -69,15 +77,17 @@ def pseudo_label(
             f"faces from {faces.sources[0]} were cut with crop_scale {faces.crop_scale}, the model was "
             f"trained with {data['crop_scale']}: prepare them again with --crop-scale {data['crop_scale']}"
         )
-    predicted = _predict_pixels(faces, model, data, source, batch_size)  # (N, K, 2) stored-crop pixels
+    predicted = np.mean([_predict_pixels(faces, m, data, source, batch_size) for m in models], axis=0)
     annotated = faces.landmarks.astype(np.float64)  # (N, S, 2)
     guessed = mapping.project(predicted) if mapping is not None else predicted.astype(np.float64)
     used = mapping.used if mapping is not None else np.ones(source.num_points, dtype=bool)
+    direct = mapping.direct if mapping is not None else np.arange(source.num_points)
     disagreement = _disagreement(annotated[:, used], guessed[:, used], predicted, target)
-    keep = disagreement <= threshold
+    labelled_direct = ~np.isnan(annotated[:, direct >= 0, 0])  # (N, direct points)
+    complete = labelled_direct.all(axis=1) & bool((direct >= 0).sum() == target.num_points)
+    keep = (disagreement <= threshold) | complete
     landmarks = predicted.copy()
     sources = np.full(landmarks.shape[:2], PSEUDO, dtype=np.uint8)
-    direct = mapping.direct if mapping is not None else np.arange(source.num_points)
     for s in np.flatnonzero(direct >= 0):
         labelled = ~np.isnan(annotated[:, s, 0])
         landmarks[labelled, direct[s]] = annotated[labelled, s]
@@ -89,6 +99,7 @@ def pseudo_label(
         angles=angles.astype(np.float32),
         scheme=target.name,
         point_sources=sources,
+        teacher=predicted.astype(np.float32),
     ).subset(np.flatnonzero(keep))
     summary = {
         "faces": len(faces),
@@ -99,6 +110,7 @@ def pseudo_label(
         "disagreement_p95": round(float(np.nanpercentile(disagreement, 95)), 4),
         "from_scheme": source.name,
         "to_scheme": target.name,
+        "models": len(models),
     }
     return out, summary
 
@@ -131,7 +143,7 @@ def _disagreement(
 
 def pseudo_label_split(
     split: str | Path,
-    checkpoint: str | Path,
+    checkpoints: Sequence[str | Path],
     out: str | Path,
     threshold: float = 0.1,
     mapping: str | Path | None = None,
@@ -143,9 +155,16 @@ def pseudo_label_split(
     from pfld.inference import load_inference_model
 
     faces = load_faces(split)
-    model, data = load_inference_model(checkpoint)
+    loaded = [load_inference_model(c) for c in checkpoints]
+    data = loaded[0][1]
+    for checkpoint, (_, other) in zip(checkpoints, loaded, strict=True):
+        differ = sorted(k for k in _SAME_DATA if other.get(k) != data.get(k))
+        if differ:
+            raise ValueError(
+                f"{checkpoint}: its {differ} differ from {checkpoints[0]}'s; an ensemble needs the same"
+            )
     chosen = read_mapping(mapping) if mapping is not None else None
-    labelled, summary = pseudo_label(faces, model, data, threshold, chosen)
+    labelled, summary = pseudo_label(faces, [m for m, _ in loaded], data, threshold, chosen)
     if not len(labelled):
         raise ValueError(
             f"{split}: every face disagrees with the model by more than {threshold} "
@@ -153,7 +172,10 @@ def pseudo_label_split(
         )
     out = Path(out)
     save_faces(labelled, out, class_memberships(labelled, thresholds))
-    summary |= {"split": str(Path(split).resolve()), "model": str(Path(checkpoint).resolve())}
+    summary |= {
+        "split": str(Path(split).resolve()),
+        "checkpoints": [str(Path(c).resolve()) for c in checkpoints],
+    }
     (out / MANIFEST_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     print(
         f"pseudo-labelled {out}: kept {summary['kept']} of {summary['faces']} faces, dropped "

@@ -4,7 +4,8 @@ images.npy        (N, S, S, 3) uint8 loose crops, memory-mapped on load (workers
 annotations.npz   landmarks (N, K, 2) float32 crop pixels (NaN = unlabelled), angles (N, 3) degrees
                   (NaN = unknown), classes (N, C) 0/1, identities, sources, flags (N, F) + flag_names,
                   crop_size, border, crop_scale, box_source, scheme (name; absent in older splits),
-                  point_sources (N, K) uint8 (only in pseudo-labelled splits; see FaceCache)
+                  point_sources (N, K) uint8 and teacher (N, K, 2) float32 (only in pseudo-labelled
+                  splits; see FaceCache)
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def save_faces(faces: FaceCache, folder: str | Path, classes: np.ndarray | None 
     }
     if faces.point_sources is not None:
         arrays["point_sources"] = faces.point_sources.astype(np.uint8)
+    if faces.teacher is not None:
+        arrays["teacher"] = faces.teacher.astype(np.float32)
     if classes is not None:
         arrays["classes"] = classes.astype(np.uint8)
     _atomic_save(folder / ANNOTATIONS_FILE, lambda path: np.savez(path, **arrays))
@@ -75,6 +78,7 @@ def load_faces(folder: str | Path, mmap: bool = True) -> FaceCache:
                 box_source=str(data["box_source"]),
                 scheme=str(data["scheme"]) if "scheme" in data else "",
                 point_sources=data.get("point_sources"),
+                teacher=data.get("teacher"),
             )
     except (OSError, KeyError, ValueError) as error:
         raise ValueError(

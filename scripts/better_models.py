@@ -1,0 +1,94 @@
+"""Turn the better-models study's runs into docs/better_models.md's table.
+
+    python scripts/better_models.py logs/mixed [--doc docs/better_models.md --json docs/better_models.json]
+
+Each run is a folder ``<row>_s<seed>`` with the ``metrics.json`` training wrote (see the commands in the
+document); rows are described by `ROWS`. Writes the table between the ``<!-- generated -->`` markers of
+the document (the hand-written text around them is kept) and the figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pfld.ablation import Row, difference, rows_table
+
+START, END = "<!-- generated:start -->", "<!-- generated:end -->"
+#: row -> (what it is, optimizer steps, the row it is compared with: same steps)
+ROWS: dict[str, tuple[str, int, str | None]] = {
+    "base_e6": ("68-point faces only, 6 epochs", 474, None),
+    "mtfl_e2": ("+ MTFL five-point faces, 2 epochs (same steps)", 472, "base_e6"),
+    "base_e18": ("68-point faces only, 18 epochs", 1422, None),
+    "mtfl_e6": ("+ MTFL five-point faces, 6 epochs (same steps)", 1416, "base_e18"),
+    "share25_e6": ("+ MTFL, 25 % of each batch (train_shares), 6 epochs", 1416, "base_e18"),
+    "pseudo_e6": ("+ MTFL pseudo-labelled to 68 points by the teacher, 6 epochs", 1416, "base_e18"),
+    "distill_e18": ("68-point faces + distillation from the teacher (weight 1), 18 epochs", 1422, "base_e18"),
+    "pseudo_distill_e6": ("+ MTFL pseudo-labelled + distillation, 6 epochs", 1416, "base_e18"),
+    "teacher_e40": ("the teacher: 68-point faces only, 40 epochs", 3160, None),
+}
+
+
+def collect(folder: Path) -> dict[str, Row]:
+    rows: dict[str, Row] = {}
+    for run in sorted(folder.iterdir()):
+        match = re.fullmatch(r"(.+)_s(\d+)", run.name)
+        metrics = run / "metrics.json"
+        if not run.is_dir() or match is None or not metrics.is_file():
+            continue
+        row = rows.setdefault(match[1], Row(match[1]))
+        row.seeds.append(int(match[2]))
+        row.metrics.append(json.loads(metrics.read_text()))
+    return rows
+
+
+def generated(rows: dict[str, Row]) -> tuple[str, dict]:
+    ordered = [rows[name] for name in ROWS if name in rows]
+    lines = [rows_table(ordered), "", "| row | what | steps | NME vs its baseline (same steps) |", "|---|---|---:|---|"]
+    summary = {}
+    for row in ordered:
+        what, steps, base = ROWS[row.name]
+        versus = "-"
+        if base in rows:
+            delta, se = difference(row, rows[base])
+            relative = delta / rows[base].mean("val/nme") * 100
+            versus = f"{delta:+.4f} ({relative:+.1f} %)" + ("" if math.isnan(se) else f", SE {se:.4f}")
+        lines.append(f"| `{row.name}` | {what} | {steps} | {versus} |")
+        summary[row.name] = {
+            "what": what,
+            "steps": steps,
+            "seeds": row.seeds,
+            "nme": row.values("val/nme"),
+            "nme_mean": row.mean("val/nme"),
+            "nme_std": row.std("val/nme"),
+            "profile_mean": row.mean("val/nme_profile"),
+        }
+    return "\n".join(lines), summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", type=Path, help="folder of <row>_s<seed> run folders")
+    parser.add_argument("--doc", type=Path, default=None, help="write the table into this document")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    args = parser.parse_args()
+    table, summary = generated(collect(args.runs))
+    print(table)
+    if args.doc is not None:
+        text = args.doc.read_text()
+        head, _, rest = text.partition(START)
+        _, _, tail = rest.partition(END)
+        args.doc.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -74,7 +74,16 @@ def _override(overrides: Sequence[str], key: str) -> str | None:
 
 
 #: Overrides that do not make a row: the seed, the experiment, how the run used the machine.
-NOT_A_ROW = ("seed", "experiment", "cpu.", "data.num_workers", "hydra.", "trainer.devices", "logger", "paths.")
+NOT_A_ROW = (
+    "seed",
+    "experiment",
+    "cpu.",
+    "data.num_workers",
+    "hydra.",
+    "trainer.devices",
+    "logger",
+    "paths.",
+)
 
 
 def row_name(overrides: Sequence[str]) -> str | None:

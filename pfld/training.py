@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from typing import Any
 
 import lightning as L
@@ -10,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pfld.config_checks import check_train_config
@@ -20,6 +23,7 @@ from pfld.data.schemes import LandmarkScheme
 from pfld.evaluation import group_table, write_report
 from pfld.metrics import nme, resolve_normalization
 from pfld.module import PFLDModule
+from pfld.preemption import PreemptionCheckpoint, exit_status, resolve_ckpt_path
 from pfld.tracking import finish_wandb, write_metrics
 from pfld.warm_start import warm_start
 
@@ -140,6 +144,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     The config is checked first (`check_train_config`): a bad one fails before any data is prepared.
     ``ckpt_path`` resumes a run; ``init_from`` starts a new one from a checkpoint's matching weights.
     """
+    with open_dict(cfg):  # last / auto / a run folder -> the checkpoint file to resume from
+        cfg.ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     check_train_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: LandmarkDataModule = instantiate(cfg.data)
@@ -175,7 +181,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    except SIGTERMException:  # a stop signal: PreemptionCheckpoint saved the run and said how to resume
+        stop = next((c for c in callbacks if isinstance(c, PreemptionCheckpoint)), None)
+        finish_wandb(loggers)
+        if stop is None:
+            print(
+                "stopped by a signal; no preemption callback saved the state (callbacks=none?)",
+                file=sys.stderr,
+            )
+        raise SystemExit(stop.exit_status if stop is not None else exit_status(signal.SIGTERM)) from None
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
     checkpoint = next(

@@ -1,0 +1,193 @@
+"""Stop signals save the run and exit non-zero; checkpoints are whole or absent; resumes find the newest
+usable checkpoint."""
+
+from __future__ import annotations
+
+import errno
+import multiprocessing
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pfld.preemption import (
+    atomic_torch_save,
+    checkpoint_loads,
+    exit_status,
+    resolve_ckpt_path,
+    resumable_checkpoint,
+)
+from tests.conftest import ROOT
+
+#: A default run on the embedded sample, long enough to be stopped in the middle of an epoch.
+RUN = [
+    "logger=csv",
+    "data.num_workers=0",
+    "data.batch_size=16",
+    "trainer.max_epochs=30",
+    "validate_best=false",
+]
+
+
+def _fake_checkpoint(step: int) -> dict:
+    return {"state_dict": {"w": torch.full((4,), float(step))}, "loops": {}, "global_step": step}
+
+
+def test_exit_statuses_follow_the_shells_convention():
+    assert [exit_status(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)] == [143, 130, 138]
+
+
+def test_an_atomic_save_that_fails_leaves_the_previous_checkpoint_and_no_temporary_file(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    atomic_torch_save(_fake_checkpoint(1), path)
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(
+        OSError, match=r"last.ckpt: could not write the checkpoint \(No space left on device\)"
+    ):
+        atomic_torch_save(_fake_checkpoint(2), path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False)["global_step"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle this")
+
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        atomic_torch_save({"bad": Unpicklable()}, path)
+    assert torch.load(path, weights_only=False)["global_step"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def _write_forever(path: str) -> None:
+    """Child process: write ever newer, large checkpoints to ``path`` until killed."""
+    step = 0
+    while True:
+        step += 1
+        atomic_torch_save(
+            {"state_dict": {"w": torch.full((2_000_000,), float(step))}, "loops": {}, "step": step},
+            Path(path),
+        )
+
+
+@pytest.mark.slow
+def test_killing_a_writer_at_random_moments_never_leaves_a_partial_checkpoint(tmp_path):
+    """SIGKILL a process that does nothing but write 8 MB checkpoints, 10 times at random moments (most
+    of them inside a write): the file is always a complete checkpoint, old or new."""
+    path = tmp_path / "last.ckpt"
+    context = multiprocessing.get_context("spawn")
+    rng = torch.Generator().manual_seed(0)
+    steps = []
+    for _ in range(10):
+        child = context.Process(target=_write_forever, args=(str(path),))
+        child.start()
+        while not path.exists():
+            time.sleep(0.01)
+        time.sleep(0.05 + 0.3 * torch.rand(1, generator=rng).item())
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        checkpoint = torch.load(path, weights_only=False)  # never truncated
+        assert checkpoint["state_dict"]["w"].unique().tolist() == [float(checkpoint["step"])]
+        steps.append(checkpoint["step"])
+        for leftover in tmp_path.glob(".last.ckpt.*.tmp"):
+            leftover.unlink()  # a killed writer's temporary file: never mistaken for a checkpoint
+    assert all(s >= 1 for s in steps)
+
+
+def test_resuming_from_last_or_auto_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, capsys):
+    assert resolve_ckpt_path("auto", tmp_path) is None
+    with pytest.raises(ValueError, match="ckpt_path=last: no usable checkpoint in"):
+        resolve_ckpt_path("last", tmp_path)
+    folder = tmp_path / "checkpoints"
+    atomic_torch_save(_fake_checkpoint(5), folder / "epoch004-nme0.1000.ckpt")
+    atomic_torch_save(_fake_checkpoint(7), folder / "last.ckpt")
+    assert resolve_ckpt_path("last", tmp_path) == str(folder / "last.ckpt")
+    data = (folder / "last.ckpt").read_bytes()
+    (folder / "last.ckpt").write_bytes(data[: len(data) // 2])  # truncated, as by a crash of another writer
+    assert not checkpoint_loads(folder / "last.ckpt")
+    assert resumable_checkpoint(tmp_path) == folder / "epoch004-nme0.1000.ckpt"
+    assert "last.ckpt is incomplete or corrupt" in capsys.readouterr().err
+    assert resolve_ckpt_path(str(tmp_path), "elsewhere") == str(folder / "epoch004-nme0.1000.ckpt")
+    assert resolve_ckpt_path("some/file.ckpt", tmp_path) == "some/file.ckpt"  # checked later, by name
+
+
+def _start(run_dir: Path, extra: list[str] = ()) -> subprocess.Popen:
+    command = [sys.executable, "train.py", *RUN, f"hydra.run.dir={run_dir}", *extra]
+    env = dict(os.environ, WANDB_MODE="disabled", NO_ALBUMENTATIONS_UPDATE="1")
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _wait_for_training(run_dir: Path, process: subprocess.Popen) -> None:
+    """Until the first epoch's checkpoint exists (so the model, data and loops are all running)."""
+    deadline = time.time() + 240
+    while not list((run_dir / "checkpoints").glob("*.ckpt")):
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "training did not start"
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the second epoch
+
+
+@pytest.mark.slow
+def test_sigterm_saves_mid_epoch_prints_the_resume_command_exits_143_and_the_command_resumes(tmp_path):
+    first = tmp_path / "first"
+    process = _start(first)
+    _wait_for_training(first, process)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 143, output
+    saved = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] % 30 != 0, "saved in the middle of an epoch (30 batches each)"
+    command = re.search(r"resume with:\n\s+(.+)", output)[1]
+    assert (
+        command.startswith("python train.py")
+        and f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}" in command
+    )
+
+    arguments = [a for a in shlex.split(command)[2:] if not a.startswith("trainer.max_epochs=")]
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            *arguments,
+            "trainer.max_epochs=3",
+            f"hydra.run.dir={tmp_path / 'resumed'}",
+        ],
+        check=False,
+        cwd=ROOT,
+        env=dict(os.environ, WANDB_MODE="disabled"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    final = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert final["epoch"] == 2 and final["global_step"] == 90, (
+        "continued from the saved step to epoch 3's end"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGUSR1, 138)])
+def test_ctrl_c_and_sigusr1_also_save_and_exit_with_their_status(tmp_path, signum, status):
+    process = _start(tmp_path)
+    _wait_for_training(tmp_path, process)
+    process.send_signal(signum)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == status, output
+    assert f"stopped by {signal.Signals(signum).name}" in output and "resume with:" in output
+    assert checkpoint_loads(tmp_path / "checkpoints" / "last.ckpt")

@@ -17,6 +17,7 @@ or ``auto`` into the newest checkpoint of the run folder that loads.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -155,6 +157,56 @@ class PreemptionCheckpoint(L.Callback):
         return exit_status(self.received if self.received is not None else signal.SIGTERM)
 
 
+class ResumeState(L.Callback):
+    """Puts into every checkpoint where in its epoch the run is (batches trained) and the global random
+    states (Python, NumPy, torch), and gives them back on resume: the training order and augmentation
+    are functions of (seed, epoch, face) (`pfld.data.sampling`), so a resumed run skips the batches it
+    had trained and goes on exactly as an uninterrupted one (bitwise on a CPU with the same threads)."""
+
+    KEY = "pfld_resume"
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = {
+            "epoch": trainer.current_epoch,
+            "batches": trainer.fit_loop.epoch_loop.batch_progress.current.completed,
+            "python": random.getstate(),  # tuples of ints: loadable with weights_only
+            "numpy": _numpy_state(),
+            "torch": torch.get_rng_state(),
+        }
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        state = checkpoint.get(self.KEY)
+        if not state:
+            return  # a checkpoint from before: the epoch restarts from its first batch
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "resume_position"):
+            datamodule.resume_position = (int(state["epoch"]), int(state["batches"]))
+        random.setstate(state["python"])
+        numpy = state["numpy"]
+        np.random.set_state(
+            (
+                numpy["kind"],
+                numpy["key"].numpy().astype(np.uint32),
+                numpy["pos"],
+                numpy["has_gauss"],
+                numpy["cached"],
+            )
+        )
+        torch.set_rng_state(state["torch"])
+
+
+def _numpy_state() -> dict[str, Any]:
+    """NumPy's global random state in types a ``weights_only`` checkpoint load accepts."""
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "kind": str(kind),
+        "key": torch.from_numpy(key.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
+
+
 def _slurm_requeues(trainer: L.Trainer) -> bool:
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
@@ -232,6 +284,7 @@ __all__ = [
     "STOP_SIGNALS",
     "AtomicCheckpointIO",
     "PreemptionCheckpoint",
+    "ResumeState",
     "atomic_torch_save",
     "checkpoint_loads",
     "exit_status",

@@ -23,7 +23,7 @@ from pfld.data.schemes import LandmarkScheme
 from pfld.evaluation import group_table, write_report
 from pfld.metrics import nme, resolve_normalization
 from pfld.module import PFLDModule
-from pfld.preemption import PreemptionCheckpoint, exit_status, resolve_ckpt_path
+from pfld.preemption import PreemptionCheckpoint, ResumeState, exit_status, resolve_ckpt_path
 from pfld.tracking import finish_wandb, write_metrics
 from pfld.warm_start import warm_start
 
@@ -171,9 +171,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("init_from"):
         warm_start(module.model, cfg.init_from)
 
-    callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks")) + plan_threads_and_workers(
-        cfg, datamodule
-    )
+    callbacks: list[Callback] = [
+        *_instantiate_all(cfg.get("callbacks")),
+        *plan_threads_and_workers(cfg, datamodule),
+        ResumeState(),  # where in its epoch a checkpoint was taken, and the random states: exact resumes
+    ]
     loggers: list[Logger] = _instantiate_all(cfg.get("logger"))
     if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         print("no logger configured: the learning-rate monitor is left out")

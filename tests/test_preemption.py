@@ -191,3 +191,39 @@ def test_ctrl_c_and_sigusr1_also_save_and_exit_with_their_status(tmp_path, signu
     assert process.returncode == status, output
     assert f"stopped by {signal.Signals(signum).name}" in output and "resume with:" in output
     assert checkpoint_loads(tmp_path / "checkpoints" / "last.ckpt")
+
+
+#: A short deterministic run: one thread, no workers, 30 batches an epoch, checkpoints every epoch.
+EXACT = ["trainer.max_epochs=3", "cpu.threads=1"]
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    process = _start(run_dir, EXACT)
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output
+    return _final_weights(run_dir)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_mid_epoch_and_resumed_ends_with_bitwise_the_same_weights(tmp_path, uninterrupted):
+    process = _start(tmp_path, EXACT)
+    _wait_for_training(tmp_path, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.communicate(timeout=120)[0] and process.returncode == 143
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] % 30 != 0
+    resumed = _start(tmp_path, [*EXACT, "ckpt_path=last"])
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    _assert_same_weights(_final_weights(tmp_path), uninterrupted)

@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 from pfld.cpu_budget import AUTO, WorkerLoader, plan_cpu, single_threaded_worker
 from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships, with_pose_flag
@@ -19,6 +19,7 @@ from pfld.data.dataset import LandmarkDataset
 from pfld.data.mixed import DerivedPoints, derived_points, extended_scheme, map_faces
 from pfld.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from pfld.data.records import FaceRecord
+from pfld.data.sampling import EpochSampler
 from pfld.data.schemes import LandmarkScheme
 from pfld.data.schemes.mapping import SchemeMapping, load_mapping, read_mapping
 from pfld.data.splits import split_by_identity
@@ -129,6 +130,8 @@ class LandmarkDataModule(L.LightningDataModule):
         self.train_shares = None if train_shares is None else [float(w) for w in train_shares]
         #: (N,) the sampling weight of each training face (from ``train_shares``), or None.
         self.sample_weights: np.ndarray | None = None
+        #: (epoch, batches trained in it) of a resumed checkpoint (`pfld.preemption.ResumeState`).
+        self.resume_position: tuple[int, int] | None = None
         #: The extra training targets of splits of other schemes (see `pfld.data.mixed`), and the scheme
         #: of the training faces: the model's, with those targets appended (the same when there are none).
         self.derived = DerivedPoints(np.zeros((0, scheme.num_points)))
@@ -294,7 +297,14 @@ class LandmarkDataModule(L.LightningDataModule):
             else build_eval_transform(self.input_size)
         )
         return LandmarkDataset(
-            faces, transform, scheme, self.mean, self.std, self.profile_yaw_deg, self.head_pitch_deg
+            faces,
+            transform,
+            scheme,
+            self.mean,
+            self.std,
+            self.profile_yaw_deg,
+            self.head_pitch_deg,
+            augment_seed=self.seed,
         )
 
     @property
@@ -307,14 +317,17 @@ class LandmarkDataModule(L.LightningDataModule):
     def _loader(self, faces: FaceCache | None, train: bool) -> DataLoader:
         workers = self.workers
         sampler = None
-        if train and self.sample_weights is not None:
-            generator = torch.Generator().manual_seed(self.seed)
-            weights = torch.as_tensor(self.sample_weights, dtype=torch.double)
-            sampler = WeightedRandomSampler(weights, num_samples=len(weights), generator=generator)
+        if train:  # the order and the augmentation of each epoch from (seed, epoch): exact resumes
+            sampler = EpochSampler(len(self._require(faces)), self.seed, self.sample_weights)
+            if self.resume_position is not None:
+                epoch, batches = self.resume_position
+                if batches * self.batch_size < len(faces):  # else the epoch had ended: start the next
+                    sampler.start_at(epoch, batches * self.batch_size)
+                self.resume_position = None
         return WorkerLoader(
             self._dataset(faces, train),
             batch_size=self.batch_size,
-            shuffle=train and sampler is None,
+            shuffle=False,
             sampler=sampler,
             drop_last=train and len(faces) > self.batch_size,
             num_workers=workers,

@@ -13,6 +13,7 @@ from pfld.data.attributes import PoseThresholds, augmented_angles, class_members
 from pfld.data.cache import FaceCache
 from pfld.data.crop import to_unit
 from pfld.data.normalize import IMAGENET_MEAN, IMAGENET_STD
+from pfld.data.sampling import sample_seed
 from pfld.data.schemes import LandmarkScheme
 from pfld.data.transforms import FaceTransform
 
@@ -45,6 +46,7 @@ class LandmarkDataset(Dataset):
         std: Sequence[float] = IMAGENET_STD,
         profile_yaw_deg: float = 30.0,
         head_pitch_deg: float = 20.0,
+        augment_seed: int = 0,
     ) -> None:
         if faces.num_points != scheme.num_points:
             raise ValueError(
@@ -61,6 +63,7 @@ class LandmarkDataset(Dataset):
         self.pose_valid = torch.from_numpy(np.isfinite(faces.angles).all(axis=1))  # (N,)
         self.indices = torch.arange(len(faces), dtype=torch.int64)
         self._seeded_in_process: int | None = None
+        self.augment_seed = int(augment_seed)
 
     def _seed_transform(self) -> None:
         """Seed the transform once per process from torch's seed: the run's seed in the main process,
@@ -73,8 +76,16 @@ class LandmarkDataset(Dataset):
     def __len__(self) -> int:
         return len(self.faces)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        self._seed_transform()
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """A sample by index (augmentation drawn from the process's generator), or by the ``(epoch,
+        index)`` key of `pfld.data.sampling.EpochSampler`: its augmentation seeded from the key and
+        ``augment_seed``, the same whichever process draws it and whatever came before."""
+        if isinstance(key, tuple | list):
+            epoch, index = (int(k) for k in key)
+            self.transform.set_random_seed(sample_seed(self.augment_seed, epoch, index))
+        else:
+            index = int(key)
+            self._seed_transform()
         points = self.faces.landmarks[index]
         teacher = self.faces.teacher
         if teacher is not None:

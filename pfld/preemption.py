@@ -50,15 +50,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_torch_save(checkpoint, Path(path))
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, rename over ``path``, fsync the folder.
-    On any failure (a full disk: OSError) the temporary file is removed, ``path`` is untouched, and the
-    error names the file."""
+def atomic_torch_save(obj: Any, path: Path, save: Any = torch.save) -> None:
+    """``save(obj, file)`` (torch.save) to a temporary file beside ``path``, fsync, rename over ``path``,
+    fsync the folder. On any failure (a full disk: OSError) the temporary file is removed, ``path`` is
+    untouched, and the error names the file. A kill leaves at most a ``.<name>.<pid>.tmp`` file, which
+    nothing reads."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as handle:
-            torch.save(obj, handle)
+            save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

@@ -227,3 +227,32 @@ def test_a_run_stopped_mid_epoch_and_resumed_ends_with_bitwise_the_same_weights(
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output
     _assert_same_weights(_final_weights(tmp_path), uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_kill_storm_of_ten_sigkills_some_inside_checkpoint_writes_ends_as_the_uninterrupted_run(
+    tmp_path, uninterrupted
+):
+    """SIGKILL the same run 10 times at random moments, each write of a checkpoint slowed to 1 s so
+    that several kills land inside one, and resume it every time with ckpt_path=auto: no kill loses a
+    finished epoch or leaves a checkpoint that does not load, and the run ends with bitwise the weights
+    of the uninterrupted one."""
+    slow = "trainer.plugins=[{_target_:tests.slow_io.SlowAtomicCheckpointIO}]"
+    overrides = [*EXACT, slow, "ckpt_path=auto"]
+    rng = torch.Generator().manual_seed(3)
+    inside_writes = 0
+    for _ in range(10):
+        process = _start(tmp_path, overrides)
+        time.sleep(4.0 + 12.0 * torch.rand(1, generator=rng).item())
+        inside_writes += any((tmp_path / "checkpoints").glob(".*.tmp"))
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+        for path in (tmp_path / "checkpoints").glob("*.ckpt"):
+            assert checkpoint_loads(path), f"{path.name} does not load after a kill"
+    process = _start(tmp_path, overrides)
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output
+    assert inside_writes >= 1, (
+        "no kill landed inside a checkpoint write; the storm tested less than it claims"
+    )
+    _assert_same_weights(_final_weights(tmp_path), uninterrupted)

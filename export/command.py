@@ -22,6 +22,7 @@ from export.metadata import model_metadata
 from export.onnx_export import export_onnx
 from export.quantize import METHODS, TARGET_TYPES, quantize_int8, resolve_keep_float
 from export.report import render_report
+from pfld.atomic import atomic_write_text
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.evaluation.checkpoint import adopt_input, check_compatible
 from pfld.evaluation.predictions import pose_predictor
@@ -193,10 +194,10 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         )
         report["quantization"] = settings
         report["gate"] = gate.as_dict() | {"advice": [] if gate.passed else quantization_advice(settings)}
-    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
     write_metrics(headline_metrics(report), folder)
     markdown = render_report(report)
-    (folder / "report.md").write_text(markdown)
+    atomic_write_text(folder / "report.md", markdown)
     print(
         f"\n{markdown}\nwrote {', '.join(sorted(p.name for p in folder.iterdir() if p.is_file()))} to {folder}"
     )

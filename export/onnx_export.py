@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from export.metadata import check_metadata, decode_metadata, encode_metadata
+from pfld.atomic import staged
 from pfld.models import PFLD
 
 INPUT_NAME = "image"
@@ -174,9 +175,9 @@ def export_onnx(
         raise ValueError(f"check_images must be (N, 3, {size}, {size}), got {images.shape}")
     # batch 2, not 1: the exporter would specialise a batch of 1 to a constant
     example = torch.zeros(2, 3, size, size)
-    try:
-        _torch_export(network, example, path, opset, outputs)
-        proto = onnx.load(str(path))
+    with staged(path) as building:  # the file appears only once written, described and checked
+        _torch_export(network, example, building, opset, outputs)
+        proto = onnx.load(str(building))
         for node in proto.graph.node:  # drop the exporter's per-node debug annotations (stack traces)
             del node.metadata_props[:]
         del proto.metadata_props[:]
@@ -184,8 +185,8 @@ def export_onnx(
             proto.metadata_props.add(key=key, value=value)
         proto.producer_name = "pfld"
         onnx.checker.check_model(proto)
-        onnx.save(proto, str(path))
-        differences = max_abs_difference(network, path, images)
+        onnx.save(proto, str(building))
+        differences = max_abs_difference(network, building, images)
         landmark, pose = differences[OUTPUT_NAME], differences.get(POSE_NAME)
         if not landmark <= atol:
             raise RuntimeError(
@@ -196,9 +197,6 @@ def export_onnx(
             raise RuntimeError(
                 f"{path}: onnxruntime's pose differs from PyTorch's by {pose:.3g} degrees > {pose_atol_deg:g}"
             )
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
     return Exported(path, landmark, pose, len(images))
 
 

@@ -29,6 +29,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from export.calibration import ImageCalibrationReader, as_batch
 from export.onnx_export import OUTPUT_NAME
+from pfld.atomic import staged
 
 Target = Literal["arm", "x86"]
 Method = Literal["minmax", "entropy", "percentile"]
@@ -116,7 +117,7 @@ def quantize_int8(
         method: how activation ranges are calibrated: "minmax", "entropy" or "percentile".
 
     The model is first shape-inferred and optimised (`quant_pre_process`) into a temporary file.
-    On failure no file is left at `out_path`.
+    On failure, or a kill, no file is left at `out_path` (it is built beside it, `pfld.atomic.staged`).
     """
     if target not in TARGET_TYPES:
         raise ValueError(f"target must be one of {sorted(TARGET_TYPES)}, got {target!r}")
@@ -133,27 +134,27 @@ def quantize_int8(
     reader, count = _calibration_reader(calibration, fp32.graph.input[0].name)
     activation_type, weight_type = TARGET_TYPES[target]
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix="pfld-quant-") as tmp:
-            prepared = Path(tmp) / "prepared.onnx"
-            quant_pre_process(str(fp32_path), str(prepared))
-            names = {node.name for node in onnx.load(str(prepared)).graph.node}
-            unknown = [name for name in exclude if name not in names]
-            if unknown:
-                raise ValueError(f"{fp32_path}: nodes to exclude {unknown} are not in the (optimised) graph")
-            ranges = _entropy_ranges(prepared, reader, Path(tmp)) if method == "entropy" else None
-            quantize_static(
-                str(prepared),
-                str(out_path),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                per_channel=per_channel,
-                activation_type=activation_type,
-                weight_type=weight_type,
-                nodes_to_exclude=list(exclude),
-                calibrate_method=METHODS[method],
-                calibration_cache_path=ranges,
-            )
+    # the int8 file appears only once quantised, described and loaded
+    with staged(out_path) as building, tempfile.TemporaryDirectory(prefix="pfld-quant-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared))
+        names = {node.name for node in onnx.load(str(prepared)).graph.node}
+        unknown = [name for name in exclude if name not in names]
+        if unknown:
+            raise ValueError(f"{fp32_path}: nodes to exclude {unknown} are not in the (optimised) graph")
+        ranges = _entropy_ranges(prepared, reader, Path(tmp)) if method == "entropy" else None
+        quantize_static(
+            str(prepared),
+            str(building),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=activation_type,
+            weight_type=weight_type,
+            nodes_to_exclude=list(exclude),
+            calibrate_method=METHODS[method],
+            calibration_cache_path=ranges,
+        )
         settings = {
             "target": target,
             "per_channel": per_channel,
@@ -161,11 +162,8 @@ def quantize_int8(
             "excluded": list(exclude),
             "calibration_images": count,
         }
-        _write_metadata(out_path, fp32, settings)
-        onnxruntime.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])  # loads and runs
-    except BaseException:
-        out_path.unlink(missing_ok=True)
-        raise
+        _write_metadata(building, fp32, settings)
+        onnxruntime.InferenceSession(str(building), providers=["CPUExecutionProvider"])  # loads and runs
     return out_path
 
 

@@ -16,7 +16,6 @@ or ``auto`` into the newest checkpoint of the run folder that loads.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sys
@@ -29,6 +28,8 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from pfld.atomic import atomic_write
 
 #: The signals that stop a run gracefully, and the process's exit status for each (128 + number).
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
@@ -51,44 +52,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def atomic_torch_save(obj: Any, path: Path, save: Any = torch.save) -> None:
-    """``save(obj, file)`` (torch.save) to a temporary file beside ``path``, fsync, rename over ``path``,
-    fsync the folder. On any failure (a full disk: OSError) the temporary file is removed, ``path`` is
-    untouched, and the error names the file. A kill leaves at most a ``.<name>.<pid>.tmp`` file, which
-    nothing reads."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
-        stale.unlink(missing_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """``save(obj, file)`` (torch.save) through `pfld.atomic.atomic_write`: a kill or a full disk
+    leaves the previous checkpoint; the OSError of a full disk names the file."""
+
+    def write(temporary: Path) -> None:
         with open(temporary, "wb") as handle:
             save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise OSError(
-                error.errno,
-                f"{path}: could not write the checkpoint ({error.strerror or error}); the previous "
-                "one, if any, is intact",
-            ) from error
-        raise
-    _fsync_folder(path.parent)
 
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (not possible on every system: then skipped)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+    atomic_write(path, write)
 
 
 class PreemptionCheckpoint(L.Callback):

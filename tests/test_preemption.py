@@ -55,7 +55,7 @@ def test_an_atomic_save_that_fails_leaves_the_previous_checkpoint_and_no_tempora
 
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(
-        OSError, match=r"last.ckpt: could not write the checkpoint \(No space left on device\)"
+        OSError, match=r"last.ckpt: could not write it \(No space left on device\); the previous"
     ):
         atomic_torch_save(_fake_checkpoint(2), path)
     monkeypatch.undo()
@@ -256,3 +256,44 @@ def test_a_kill_storm_of_ten_sigkills_some_inside_checkpoint_writes_ends_as_the_
         "no kill landed inside a checkpoint write; the storm tested less than it claims"
     )
     _assert_same_weights(_final_weights(tmp_path), uninterrupted)
+
+
+def test_a_full_disk_while_writing_a_prepared_split_keeps_the_previous_one(tmp_path, monkeypatch):
+    """The split's files are written through pfld.atomic: a full disk names the file and leaves the
+    split as it was, loadable."""
+    import numpy as np
+
+    from pfld.data.store import load_faces, save_faces
+    from tests.test_mixed_schemes import five_point_faces, load_mapping
+
+    faces = five_point_faces(
+        np.random.default_rng(0).uniform(40, 120, (3, 68, 2)), load_mapping("five_point", "ibug68")
+    )
+    save_faces(faces, tmp_path / "split")
+    real_save = np.savez
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(OSError, match=r"annotations.npz: could not write it \(No space left on device\)"):
+        save_faces(faces.subset([0]), tmp_path / "split")
+    monkeypatch.setattr(np, "savez", real_save)
+    assert len(load_faces(tmp_path / "split")) == 3
+    assert not [p for p in (tmp_path / "split").iterdir() if p.name.startswith(".")]
+
+
+def test_an_interrupted_onnx_export_leaves_no_file_that_looks_finished(tmp_path, monkeypatch):
+    """The ONNX file is built beside its name and renamed only once described and checked: a failure
+    (or a kill) at the parity check leaves nothing at the model's path."""
+    pytest.importorskip("onnxruntime")
+    from export import onnx_export
+    from tests.test_export import tiny_metadata, tiny_model
+
+    def broken_check(*args, **kwargs):
+        raise KeyboardInterrupt  # as a Ctrl+C in the middle of the export
+
+    monkeypatch.setattr(onnx_export, "max_abs_difference", broken_check)
+    with pytest.raises(KeyboardInterrupt):
+        onnx_export.export_onnx(tiny_model(), tmp_path / "model.onnx", tiny_metadata())
+    assert list(tmp_path.iterdir()) == []

@@ -44,10 +44,10 @@ def test_300w_preparation_gives_the_standard_splits(tmp_path):
 def test_rerun_is_a_no_op_and_other_settings_are_refused(tmp_path, capsys):
     args = ["300w", "--root", str(DATA / "300w"), "--out", str(tmp_path)]
     prepare_main(args)
-    stamp = (tmp_path / "train" / "images.npy").stat().st_mtime_ns
+    stamp = (tmp_path / "train" / "annotations.npz").stat().st_mtime_ns
     prepare_main(args)
     assert "nothing to do" in capsys.readouterr().out
-    assert (tmp_path / "train" / "images.npy").stat().st_mtime_ns == stamp
+    assert (tmp_path / "train" / "annotations.npz").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match=r"other settings .*crop_scale.*--force"):
         prepare_main([*args, "--crop-scale", "1.4"])
     manifest = prepare_main([*args, "--crop-scale", "1.4", "--force"])

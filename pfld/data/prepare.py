@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from pfld.atomic import atomic_write_text
 from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships
 from pfld.data.cache import BOX_SOURCES, FaceCache, border_for, crop_record, faces_from_crops
 from pfld.data.records import FaceRecord
@@ -213,7 +214,7 @@ def prepare_dataset(
         "skipped": [],
     }
     out.mkdir(parents=True, exist_ok=True)
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")  # marks the settings of this run
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")  # marks this run's settings
     started = time.time()
     for split, read in splits.items():
         folder = out / split
@@ -237,13 +238,13 @@ def prepare_dataset(
                 description=f"preparing {split}",
             )
             problems += skipped
-            (folder / SKIPPED_FILE).write_text(json.dumps(problems, indent=1) + "\n")
+            atomic_write_text(folder / SKIPPED_FILE, json.dumps(problems, indent=1) + "\n")
         manifest["splits"][split] = split_summary(faces, thresholds) | {"skipped": len(problems)}
         manifest["skipped"] += [{"split": split, "problem": p} for p in problems]
     manifest["complete"] = True
     manifest["seconds"] = round(time.time() - started, 1)
     manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     _print_summary(out, manifest)
     return manifest
 

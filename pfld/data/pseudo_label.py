@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from pfld.atomic import atomic_write_text
 from pfld.data.attributes import PoseThresholds, class_memberships, fit_angles
 from pfld.data.cache import ANNOTATED, PSEUDO, FaceCache
 from pfld.data.crop import from_unit
@@ -176,7 +177,7 @@ def pseudo_label_split(
         "split": str(Path(split).resolve()),
         "checkpoints": [str(Path(c).resolve()) for c in checkpoints],
     }
-    (out / MANIFEST_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / MANIFEST_FILE, json.dumps(summary, indent=2) + "\n")
     print(
         f"pseudo-labelled {out}: kept {summary['kept']} of {summary['faces']} faces, dropped "
         f"{summary['dropped']} disagreeing by more than {threshold} (median disagreement "

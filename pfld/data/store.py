@@ -1,7 +1,8 @@
 """Prepared faces on disk: one split is a folder with two files that load in a blink.
 
-images.npy        (N, S, S, 3) uint8 loose crops, memory-mapped on load (workers share the pages)
-annotations.npz   landmarks (N, K, 2) float32 crop pixels (NaN = unlabelled), angles (N, 3) degrees
+images-<id>.npy   (N, S, S, 3) uint8 loose crops, memory-mapped on load (workers share the pages);
+                  ``images.npy`` in splits written before the id
+annotations.npz   images_file (the name of the images' file), landmarks (N, K, 2) float32 crop pixels (NaN = unlabelled), angles (N, 3) degrees
                   (NaN = unknown), classes (N, C) 0/1, identities, sources, flags (N, F) + flag_names,
                   crop_size, border, crop_scale, box_source, scheme (name; absent in older splits),
                   point_sources (N, K) uint8 and teacher (N, K, 2) float32 (only in pseudo-labelled
@@ -10,11 +11,14 @@ annotations.npz   landmarks (N, K, 2) float32 crop pixels (NaN = unlabelled), an
 
 from __future__ import annotations
 
-import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from pfld.atomic import atomic_write
 from pfld.data.cache import FaceCache
 
 IMAGES_FILE = "images.npy"
@@ -22,16 +26,32 @@ ANNOTATIONS_FILE = "annotations.npz"
 
 
 def is_prepared(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a complete split: its annotations and the images file they name."""
     folder = Path(folder)
-    return (folder / IMAGES_FILE).is_file() and (folder / ANNOTATIONS_FILE).is_file()
+    if not (folder / ANNOTATIONS_FILE).is_file():
+        return False
+    try:
+        return (folder / _images_file(folder)).is_file()
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _images_file(folder: Path) -> str:
+    with np.load(folder / ANNOTATIONS_FILE) as data:
+        return str(data["images_file"]) if "images_file" in data else IMAGES_FILE
 
 
 def save_faces(faces: FaceCache, folder: str | Path, classes: np.ndarray | None = None) -> None:
-    """Write a split; each file appears atomically (written under a temporary name, then renamed)."""
+    """Write a split as one change: the images go to a new file first, then the annotations, which
+    name it, replace the old ones atomically; only then are the old images removed. A kill or a full
+    disk at any moment leaves the previous split (or none) loadable and whole, never new images with
+    old annotations."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_save(folder / IMAGES_FILE, lambda path: np.save(path, faces.images))
+    images_file = f"images-{uuid.uuid4().hex[:12]}.npy"
+    _atomic_save(folder / images_file, lambda handle: np.save(handle, faces.images))
     arrays = {
+        "images_file": np.array(images_file),
         "landmarks": faces.landmarks,
         "angles": faces.angles,
         "identities": faces.identities,
@@ -50,7 +70,14 @@ def save_faces(faces: FaceCache, folder: str | Path, classes: np.ndarray | None 
         arrays["teacher"] = faces.teacher.astype(np.float32)
     if classes is not None:
         arrays["classes"] = classes.astype(np.uint8)
-    _atomic_save(folder / ANNOTATIONS_FILE, lambda path: np.savez(path, **arrays))
+    try:
+        _atomic_save(folder / ANNOTATIONS_FILE, lambda handle: np.savez(handle, **arrays))  # the commit
+    except BaseException:
+        (folder / images_file).unlink(missing_ok=True)
+        raise
+    for old in [folder / IMAGES_FILE, *folder.glob("images-*.npy")]:
+        if old.name != images_file:
+            old.unlink(missing_ok=True)
 
 
 def load_faces(folder: str | Path, mmap: bool = True) -> FaceCache:
@@ -58,12 +85,13 @@ def load_faces(folder: str | Path, mmap: bool = True) -> FaceCache:
     folder = Path(folder)
     if not is_prepared(folder):
         raise FileNotFoundError(
-            f"{folder}: no prepared faces here (expected {IMAGES_FILE} and {ANNOTATIONS_FILE}); "
+            f"{folder}: no prepared faces here (expected {ANNOTATIONS_FILE} and the images file it names); "
             "prepare the data set first, e.g. `python -m data wflw --root <WFLW folder>` (see data/README.md)"
         )
     try:
-        images = np.load(folder / IMAGES_FILE, mmap_mode="r" if mmap else None)
         with np.load(folder / ANNOTATIONS_FILE) as data:
+            images_file = str(data["images_file"]) if "images_file" in data else IMAGES_FILE
+            images = np.load(folder / images_file, mmap_mode="r" if mmap else None)
             return FaceCache(
                 images=images,
                 landmarks=data["landmarks"].astype(np.float32),
@@ -86,7 +114,12 @@ def load_faces(folder: str | Path, mmap: bool = True) -> FaceCache:
         ) from None
 
 
-def _atomic_save(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write(temporary)
-    os.replace(temporary, path)
+def _atomic_save(path: Path, save: Callable[[BinaryIO], None]) -> None:
+    """``save(file)`` into a temporary file made ``path`` atomically (`pfld.atomic.atomic_write`). numpy
+    gets an open file, so it does not append ``.npy`` / ``.npz`` to the temporary name."""
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            save(handle)
+
+    atomic_write(path, write)

@@ -20,6 +20,7 @@ from pfld.data.readers.common import (
     check_points,
     existing_dir,
     existing_file,
+    read_text,
     require_faces,
     skip_or_raise,
 )
@@ -45,7 +46,7 @@ def read_coco_keypoints(
     json_path = existing_file(json_path, "COCO keypoint json")
     image_dir = existing_dir(image_dir if image_dir is not None else json_path.parent, "image folder")
     try:
-        data = json.loads(json_path.read_text())
+        data = json.loads(read_text(json_path, "COCO json"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{json_path}:{error.lineno}: not valid JSON ({error.msg})") from None
     if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
@@ -53,8 +54,16 @@ def read_coco_keypoints(
     try:
         files = {image["id"]: image["file_name"] for image in data["images"]}
     except (KeyError, TypeError):
-        raise ValueError(f"{json_path}: every entry of 'images' needs an 'id' and a 'file_name'") from None
+        files = None
+    if (
+        files is None
+        or not isinstance(data["images"], list)
+        or not all(isinstance(f, str) for f in files.values())
+    ):
+        raise ValueError(f"{json_path}: every entry of 'images' needs an 'id' and a 'file_name' (a string)")
     annotations = data["annotations"]
+    if not isinstance(annotations, list):
+        raise ValueError(f"{json_path}: 'annotations' must be a list, got {type(annotations).__name__}")  # noqa: TRY004
     if num_points is None:
         counts = Counter(len(a.get("keypoints") or ()) // 3 for a in annotations if isinstance(a, dict))
         num_points = counts.most_common(1)[0][0] if counts else None

@@ -77,6 +77,16 @@ def image_beside(annotation: Path) -> Path:
     raise FileNotFoundError(f"{annotation}: no image beside it (looked for {', '.join(IMAGE_SUFFIXES)})")
 
 
+def read_text(path: Path, what: str = "file") -> str:
+    """The UTF-8 text of ``path``; another encoding is a ValueError naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save the {what} as UTF-8"
+        ) from None
+
+
 def parse_float(text: str, where: str) -> float:
     try:
         return float(text)

@@ -7,6 +7,7 @@ A point that is not labelled has both its cells empty or `nan` (any case); it be
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from pfld.data.readers.common import (
     existing_dir,
     existing_file,
     identity_from_stem,
+    read_text,
     require_faces,
     skip_or_raise,
 )
@@ -43,7 +45,7 @@ def read_landmark_csv(
     csv_path = existing_file(csv_path, "landmark CSV")
     image_dir = existing_dir(image_dir if image_dir is not None else csv_path.parent, "image folder")
     records, skipped = [], 0
-    with csv_path.open(newline="") as handle:
+    with io.StringIO(read_text(csv_path, "landmark CSV"), newline="") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
             if not row or (number == 1 and _is_header(row)):
                 continue

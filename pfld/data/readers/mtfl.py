@@ -12,9 +12,17 @@ Identities: the person for LFW photos (``lfw_<First_Last>_<NNNN>.jpg``), the pho
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
-from pfld.data.readers.common import ENTRY_ERRORS, OnError, existing_file, require_faces, skip_or_raise
+from pfld.data.readers.common import (
+    ENTRY_ERRORS,
+    OnError,
+    existing_file,
+    read_text,
+    require_faces,
+    skip_or_raise,
+)
 from pfld.data.readers.landmark_csv import read_landmark_csv
 from pfld.data.records import FaceRecord
 
@@ -49,7 +57,7 @@ def read_attributes(path: Path) -> dict[str, dict[str, bool]]:
     """``attributes.csv`` -> file name -> flags; a malformed file raises naming the line."""
     path = existing_file(path, "MTFL attributes file")
     flags: dict[str, dict[str, bool]] = {}
-    with path.open(newline="") as handle:
+    with io.StringIO(read_text(path, "MTFL attributes file"), newline="") as handle:
         rows = csv.reader(handle)
         header = next(rows, None)
         if header is None or tuple(c.strip() for c in header) != ATTRIBUTE_COLUMNS:

@@ -20,6 +20,7 @@ from pfld.data.readers.common import (
     identity_from_stem,
     image_beside,
     parse_float,
+    read_text,
     require_faces,
     skip_or_raise,
 )
@@ -33,7 +34,9 @@ def read_pts(path: str | Path, num_points: int | None = None) -> np.ndarray:
     of just `x y` lines.
     """
     path = existing_file(path, ".pts file")
-    lines = [(number, line.strip()) for number, line in enumerate(path.read_text().splitlines(), 1)]
+    lines = [
+        (number, line.strip()) for number, line in enumerate(read_text(path, ".pts file").splitlines(), 1)
+    ]
     lines = [(number, line) for number, line in lines if line]
     texts = [line for _, line in lines]
     declared = None
@@ -55,10 +58,18 @@ def read_pts(path: str | Path, num_points: int | None = None) -> np.ndarray:
             raise ValueError(f"{path}:{number}: expected 'x y', got {line!r}")
         points.append([parse_float(field, f"{path}:{number}") for field in fields])
     landmarks = np.asarray(points, dtype=np.float32).reshape(-1, 2) - 1.0
-    if declared is not None and int(parse_float(declared, f"{path}: n_points")) != len(landmarks):
+    if declared is not None and _count(declared, path) != len(landmarks):
         raise ValueError(f"{path}: header says n_points {declared} but {len(landmarks)} points follow")
     check_points(landmarks, num_points, str(path))
     return landmarks
+
+
+def _count(text: str, path: Path) -> int:
+    """The header's ``n_points`` value: a whole number, else a ValueError naming the file."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{path}: n_points must be a whole number, got {text!r}") from None
 
 
 def read_pts_folder(

@@ -17,6 +17,7 @@ from pfld.data.readers.common import (
     existing_dir,
     existing_file,
     parse_float,
+    read_text,
     require_faces,
     skip_or_raise,
 )
@@ -42,7 +43,7 @@ def read_wflw(
     annotation_file = existing_file(annotation_file, "WFLW annotation file")
     image_dir = existing_dir(image_dir, "WFLW image folder")
     records, skipped = [], 0
-    for number, line in enumerate(annotation_file.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(annotation_file, "WFLW list").splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -69,6 +69,8 @@ def _load_file(path: str, mtime_ns: int) -> LandmarkScheme:
             data = yaml.load(handle, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ValueError(f"landmark scheme file {path}: not valid YAML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"landmark scheme file {path}: not UTF-8 text ({error.reason})") from None
     try:
         return _scheme_from_mapping(data)
     except ValueError as error:

@@ -139,6 +139,8 @@ def read_mapping(path: str | Path) -> SchemeMapping:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ValueError(f"scheme mapping file {path}: not valid YAML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"scheme mapping file {path}: not UTF-8 text ({error.reason})") from None
     try:
         return _mapping_from_data(data, str(path))
     except ValueError as error:

@@ -26,7 +26,11 @@ from pfld.data.schemes.mapping import read_mapping
 from tests.conftest import ROOT
 
 DATA = ROOT / "tests" / "data"
-FUZZ = settings(max_examples=int(os.environ.get("PFLD_FUZZ_EXAMPLES", "60")), deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(os.environ.get("PFLD_FUZZ_EXAMPLES", "60")),
+    deadline=2000,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 #: A few valid files of each format, to truncate and mutate.
 VALID = {

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -297,3 +298,69 @@ def test_an_interrupted_onnx_export_leaves_no_file_that_looks_finished(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         onnx_export.export_onnx(tiny_model(), tmp_path / "model.onnx", tiny_metadata())
     assert list(tmp_path.iterdir()) == []
+
+
+def _kill_at_random(command: list[str], moments: list[float]) -> None:
+    """Start ``command`` once per moment and SIGKILL it that many seconds later (if still running)."""
+    env = dict(os.environ, WANDB_MODE="disabled", NO_ALBUMENTATIONS_UPDATE="1")
+    for moment in moments:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(moment)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_killing_python_m_data_never_leaves_a_split_that_looks_prepared_and_is_not(tmp_path):
+    """SIGKILL the preparation of the embedded sample 8 times at random moments: after each kill every
+    split that looks prepared loads whole; the manifest is valid JSON; a rerun finishes the job with the
+    same faces as an uninterrupted preparation."""
+    import json
+
+    from pfld.data.store import is_prepared, load_faces
+
+    csv = ROOT / "data" / "embedded"
+    args = ["-m", "data", "csv", "--split", f"train={csv / 'train.csv'}", "--split", f"val={csv / 'val.csv'}"]
+    out = tmp_path / "killed"
+    command = [sys.executable, *args, "--out", str(out), "--shard-size", "64"]
+    rng = torch.Generator().manual_seed(1)
+    for _ in range(8):
+        _kill_at_random(command, [0.8 + 2.5 * torch.rand(1, generator=rng).item()])
+        for split in ("train", "val"):
+            if is_prepared(out / split):
+                faces = load_faces(out / split)
+                assert len(faces) == {"train": 480, "val": 160}[split] and faces.images.shape[0] == len(faces)
+        if (out / "manifest.json").is_file():
+            json.loads((out / "manifest.json").read_text())
+    subprocess.run([sys.executable, *args, "--out", str(out), "--shard-size", "64"], cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, *args, "--out", str(tmp_path / "clean"), "--shard-size", "64"], cwd=ROOT, check=True
+    )
+    for split in ("train", "val"):
+        killed, clean = load_faces(out / split), load_faces(tmp_path / "clean" / split)
+        assert (killed.landmarks == clean.landmarks)[~np.isnan(clean.landmarks)].all()
+        assert np.array_equal(np.asarray(killed.images), np.asarray(clean.images))
+
+
+@pytest.mark.slow
+def test_killing_python_m_export_never_leaves_an_onnx_file_that_is_not_finished(tmp_path, tiny_checkpoint):
+    """SIGKILL `python -m export` 4 times at random moments: every ONNX file it left loads in onnxruntime
+    with its metadata; a rerun writes the whole report."""
+    ort = pytest.importorskip("onnxruntime")
+    from export import read_metadata
+
+    out = tmp_path / "export"
+    from tests.test_export_command import FAST
+
+    command = [sys.executable, "-m", "export", f"ckpt={tiny_checkpoint}", f"out={out}", *FAST]
+    rng = torch.Generator().manual_seed(2)
+    for _ in range(4):
+        _kill_at_random(command, [3.0 + 10.0 * torch.rand(1, generator=rng).item()])
+        for model in out.rglob("*.onnx"):
+            assert not model.name.startswith("."), "a temporary file under an ONNX name"
+            ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+            assert read_metadata(model)["num_landmarks"] == 68
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    assert list(out.rglob("report.json"))

@@ -143,6 +143,7 @@ class ResumeState(L.Callback):
         checkpoint[self.KEY] = {
             "epoch": trainer.current_epoch,
             "batches": trainer.fit_loop.epoch_loop.batch_progress.current.completed,
+            "world_size": trainer.world_size,
             "python": random.getstate(),  # tuples of ints: loadable with weights_only
             "numpy": _numpy_state(),
             "torch": torch.get_rng_state(),
@@ -154,7 +155,10 @@ class ResumeState(L.Callback):
             return  # a checkpoint from before: the epoch restarts from its first batch
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "resume_position"):
-            datamodule.resume_position = (int(state["epoch"]), int(state["batches"]))
+            # every process trained that many batches: the order is skipped for all of them (a
+            # DistributedSampler shards what is left the same way)
+            batches = int(state["batches"]) * int(state.get("world_size", 1))
+            datamodule.resume_position = (int(state["epoch"]), batches)
         random.setstate(state["python"])
         numpy = state["numpy"]
         np.random.set_state(

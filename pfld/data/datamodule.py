@@ -130,7 +130,8 @@ class LandmarkDataModule(L.LightningDataModule):
         self.train_shares = None if train_shares is None else [float(w) for w in train_shares]
         #: (N,) the sampling weight of each training face (from ``train_shares``), or None.
         self.sample_weights: np.ndarray | None = None
-        #: (epoch, batches trained in it) of a resumed checkpoint (`pfld.preemption.ResumeState`).
+        #: (epoch, batches trained in it by all processes) of a resumed checkpoint
+        #: (`pfld.preemption.ResumeState`).
         self.resume_position: tuple[int, int] | None = None
         #: The extra training targets of splits of other schemes (see `pfld.data.mixed`), and the scheme
         #: of the training faces: the model's, with those targets appended (the same when there are none).

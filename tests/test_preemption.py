@@ -364,3 +364,16 @@ def test_killing_python_m_export_never_leaves_an_onnx_file_that_is_not_finished(
             assert read_metadata(model)["num_landmarks"] == 68
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     assert list(out.rglob("report.json"))
+
+
+def test_a_truncated_checkpoint_given_to_ckpt_path_or_init_from_is_named_in_a_clear_error(tmp_path):
+    from pfld.config_checks import read_hyperparameters
+    from tests.conftest import save_module_checkpoint, wflw_module
+
+    path = save_module_checkpoint(wflw_module(tmp_path), tmp_path / "whole.ckpt")
+    assert read_hyperparameters(path, "ckpt_path")[1] is None
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    for key in ("ckpt_path", "init_from"):
+        hparams, problem = read_hyperparameters(path, key)
+        assert hparams == {} and problem.startswith(f"{key}={path}: cannot read the checkpoint")

@@ -1,7 +1,8 @@
 """`python -m export ckpt=<checkpoint> out=<folder>`: fp32 and int8 ONNX models, checked, with a report.
 
-Configured by `conf/export.yaml` (any key can be overridden, e.g. `quantize.target=x86`). Exits with
-status 1 when the int8 model's NME is worse than the fp32 model's by more than the gate allows (in a
+Configured by `conf/export.yaml` (any key can be overridden, e.g. `quantize.target=x86`,
+`formats=[onnx,ncnn,mnn]`). Exits with status 1 when the int8 model's NME is worse than the fp32 model's
+by more than the gate allows, or when a requested format could not be written (the others are; in a
 multirun, `-m`, the run is marked in the sweep's summary.md instead).
 """
 
@@ -23,6 +24,9 @@ def main(cfg: DictConfig) -> None:
     from export.command import run_export
 
     report = run_export(cfg)
+    failed = report.get("formats_failed") or {}
+    for fmt, why in failed.items():
+        print(f"format {fmt} was not written: {why}", file=sys.stderr)
     gate = report.get("gate")
     if gate and not gate["passed"]:
         print(
@@ -33,6 +37,8 @@ def main(cfg: DictConfig) -> None:
         )
         if HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep goes on to its other settings
             sys.exit(1)
+    if failed and HydraConfig.get().mode != RunMode.MULTIRUN:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Run as `python -m export ckpt=<checkpoint> out=<folder>` (config: `conf/export.y
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,17 @@ from export.metadata import model_metadata
 from export.onnx_export import export_onnx
 from export.quantize import METHODS, TARGET_TYPES, quantize_int8, resolve_keep_float
 from export.report import render_report
+from export.runtimes import (
+    MissingRuntime,
+    Written,
+    check_formats,
+    check_parity,
+    export_mnn,
+    export_ncnn,
+    remove,
+    runtime_latency,
+    sidecar,
+)
 from pfld.atomic import atomic_write_text
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.evaluation.checkpoint import adopt_input, check_compatible
@@ -52,6 +64,7 @@ def check_config(cfg: DictConfig) -> None:
             raise ValueError(
                 f"quantize.calibration_images must be at least 1, got {quant.calibration_images}"
             )
+    check_formats(list(cfg.get("formats", ["onnx"])))
     if cfg.parity.images < 1:
         raise ValueError(f"parity.images must be at least 1, got {cfg.parity.images}")
     if cfg.latency.runs < 1 or cfg.latency.sessions < 1:
@@ -84,11 +97,62 @@ def headline_metrics(report: dict[str, Any]) -> dict[str, Any]:
         if "bytes" in model:
             metrics[f"{name}/kib"] = model["bytes"] / 1024
             metrics[f"{name}/latency_ms"] = model["latency"]["one"]["median_ms"]
-            metrics[f"{name}/latency_all_ms"] = model["latency"]["all"]["median_ms"]
+            if "all" in model["latency"]:
+                metrics[f"{name}/latency_all_ms"] = model["latency"]["all"]["median_ms"]
     if report["gate"]:
         metrics["int8/nme_change"] = report["gate"]["relative_change"]
         metrics["gate/passed"] = report["gate"]["passed"]
     return metrics
+
+
+def export_runtimes(
+    cfg: DictConfig,
+    model: Any,
+    description: dict[str, Any],
+    val_crops: np.ndarray,
+    image: np.ndarray,
+    scores: Any,
+    models: dict[str, Any],
+    folder: Path,
+) -> dict[str, str]:
+    """Write, check and score every requested format beside ONNX (`export.runtimes`), into ``models``;
+    returns format -> why it was not written, for those that failed (the others are still written)."""
+    failed: dict[str, str] = {}
+    network = model.without_auxiliary().eval()  # the landmark net (the pose output is ONNX-only so far)
+    metadata = model_metadata(description, False)
+    runs, warmup = int(cfg.latency.runs), int(cfg.latency.warmup)
+    for fmt in check_formats(list(cfg.formats))[1:]:
+        written: list[Written] = []
+        try:
+            print(f"exporting to {fmt}")
+            if fmt == "ncnn":
+                written.append(export_ncnn(network, int(description["input_size"]), folder))
+            else:
+                written.append(export_mnn(folder / FP32_NAME, folder))
+                written.append(export_mnn(folder / FP32_NAME, folder, weight_bits=8))
+            for item in written:
+                parity = check_parity(item, network, val_crops, float(cfg.parity.atol))
+                sidecar(item, metadata)
+                models[item.key] = {
+                    "file": ", ".join(p.name for p in item.files),
+                    "bytes": item.bytes,
+                    **scores(item.predictor),
+                    "latency": {"one": runtime_latency(item.single, image, runs, warmup)},
+                    "parity": parity,
+                } | item.details
+                if item.details.get("weight_bits"):
+                    models[item.key]["gate"] = accuracy_gate(
+                        models["fp32"]["nme"],
+                        models[item.key]["nme"],
+                        float(cfg.gate.max_relative_nme_increase),
+                    ).as_dict()
+        except (MissingRuntime, RuntimeError, OSError, ValueError) as error:
+            remove([p for item in written for p in item.files])
+            for item in written:
+                models.pop(item.key, None)
+            failed[fmt] = str(error)
+            print(f"format {fmt} not written: {error}", file=sys.stderr)
+    return failed
 
 
 def run_export(cfg: DictConfig) -> dict[str, Any]:
@@ -194,6 +258,9 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         )
         report["quantization"] = settings
         report["gate"] = gate.as_dict() | {"advice": [] if gate.passed else quantization_advice(settings)}
+    report["formats_failed"] = export_runtimes(
+        cfg, model, description, val_crops, image, scores, models, folder
+    )
     atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
     write_metrics(headline_metrics(report), folder)
     markdown = render_report(report)

@@ -10,6 +10,9 @@ MODEL_LABELS: tuple[tuple[str, str], ...] = (
     ("pytorch", "PyTorch"),
     ("fp32", "ONNX fp32"),
     ("int8", "ONNX int8"),
+    ("ncnn_fp32", "ncnn fp32"),
+    ("mnn_fp32", "MNN fp32"),
+    ("mnn_wq8", "MNN 8-bit weights"),
 )
 
 
@@ -33,7 +36,7 @@ def model_table(report: Mapping[str, Any]) -> str:
         model = report["models"].get(key)
         if model is None:
             continue
-        if key == "int8":
+        if key == "int8" and report.get("quantization"):
             label += f" ({report['quantization']['target']})"
         size = f"{model['bytes'] / 1024:.0f} KiB" if "bytes" in model else "-"
         lines.append(
@@ -79,6 +82,21 @@ def render_report(report: Mapping[str, Any]) -> str:
         )
         + ".",
     ]
+    runtimes = [
+        (label, report["models"][key]["parity"])
+        for key, label in MODEL_LABELS
+        if "parity" in report["models"].get(key, {})
+    ]
+    if runtimes:
+        lines += [
+            "",
+            "**Other runtimes** (their own Python bindings vs PyTorch, the same crops, max / mean |difference|; "
+            "latency with 1 thread, their own timing): "
+            + "; ".join(f"{label} {p['max_abs']:.2g} / {p['mean_abs']:.2g}" for label, p in runtimes)
+            + ".",
+        ]
+    for fmt, why in (report.get("formats_failed") or {}).items():
+        lines += ["", f"**{fmt} not written**: {why}"]
     if report.get("with_pose") and report["models"]["pytorch"].get("pose_mae_deg"):
         lines += ["", "**Pose output**, mean absolute error in degrees:", "", pose_table(report)]
     if quant:

@@ -1,0 +1,126 @@
+"""`python -m export formats=[onnx,ncnn,mnn]`: each runtime's files written, checked against PyTorch,
+scored, described; a missing runtime named without stopping the others; the README's loaders run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from export.command import run_export
+from tests.conftest import EMBEDDED, ROOT
+from tests.test_export_command import export_config, readme_recipe
+
+pytest.importorskip("onnxruntime")
+
+
+def _installed(*modules: str) -> bool:
+    try:
+        for module in modules:
+            __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+NCNN = pytest.mark.skipif(
+    not _installed("ncnn", "pnnx"), reason="ncnn / pnnx not installed: pip install -e '.[ncnn]'"
+)
+MNN = pytest.mark.skipif(not _installed("MNN"), reason="MNN not installed: pip install -e '.[mnn]'")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory) -> tuple[dict[str, Any], Path]:
+    formats = [f for f, ok in (("ncnn", _installed("ncnn", "pnnx")), ("mnn", _installed("MNN"))) if ok]
+    if not formats:
+        pytest.skip("neither ncnn nor MNN is installed")
+    folder = tmp_path_factory.mktemp("runtimes")
+    report = run_export(export_config(tiny_checkpoint, folder, f"formats=[onnx,{','.join(formats)}]"))
+    return report, folder
+
+
+@pytest.mark.parametrize(
+    ("key", "files"),
+    [
+        pytest.param("ncnn_fp32", ["model.ncnn.param", "model.ncnn.bin"], marks=NCNN),
+        pytest.param("mnn_fp32", ["model.mnn"], marks=MNN),
+        pytest.param("mnn_wq8", ["model_wq8.mnn"], marks=MNN),
+    ],
+)
+def test_each_runtime_is_written_checked_scored_timed_and_described(exported, key, files):
+    report, folder = exported
+    assert report["formats_failed"] == {}
+    model, fp32 = report["models"][key], report["models"]["fp32"]
+    assert all((folder / name).is_file() for name in files)
+    assert model["bytes"] == sum((folder / name).stat().st_size for name in files)
+    assert model["parity"]["images"] == 16
+    if key.endswith("fp32"):
+        assert model["parity"]["max_abs"] <= 1e-4 and abs(model["nme"] - fp32["nme"]) < 1e-5
+    else:  # 8-bit weights: close, and gated like int8
+        assert model["parity"]["max_abs"] < 0.02 and "passed" in model["gate"]
+    assert model["latency"]["one"]["median_ms"] > 0 and model["faces"] == 160
+    sidecar = json.loads((folder / f"{files[0]}.json").read_text())
+    assert sidecar["pfld.input_size"] == 112 and sidecar["pfld.num_landmarks"] == 68
+    assert sidecar["pfld.mean"] == [0.485, 0.456, 0.406] and sidecar["output"] in ("out0", "landmarks")
+    label = {"ncnn_fp32": "ncnn fp32", "mnn_fp32": "MNN fp32", "mnn_wq8": "MNN 8-bit weights"}[key]
+    assert f"| {label} |" in (folder / "report.md").read_text()
+
+
+def _readme_loaders() -> dict[str, Any]:
+    text = (ROOT / "README.md").read_text()
+    code = text.split("<!-- phone-runtimes -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    return namespace
+
+
+@pytest.mark.parametrize(
+    "loader", [pytest.param("landmarks_ncnn", marks=NCNN), pytest.param("landmarks_mnn", marks=MNN)]
+)
+def test_the_readmes_phone_loaders_give_the_onnx_recipes_landmarks_on_a_real_photo(exported, loader):
+    import cv2
+    import onnxruntime
+
+    from pfld.data.readers import read_landmark_csv
+
+    _, folder = exported
+    record = read_landmark_csv(EMBEDDED / "val.csv")[0]
+    photo = cv2.cvtColor(cv2.imread(str(record.image_path)), cv2.COLOR_BGR2RGB)
+    labelled = record.landmarks[~np.isnan(record.landmarks[:, 0])]
+    box = [*labelled.min(axis=0), *labelled.max(axis=0)]
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = readme_recipe()["predict_landmarks"](session, photo, box)
+    got = _readme_loaders()[loader](str(folder), photo, box)
+    assert got.shape == (68, 2) and np.abs(got - expected).max() < 1e-3  # pixels
+
+
+def test_an_unknown_format_is_refused_before_any_work(tiny_checkpoint, tmp_path):
+    with pytest.raises(
+        ValueError, match=r"formats \['tflite'\] are unknown; choose from \['onnx', 'ncnn', 'mnn'\]"
+    ):
+        run_export(export_config(tiny_checkpoint, tmp_path / "out", "formats=[onnx,tflite]"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_runtime_is_named_with_its_install_command_and_the_others_are_written(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_mnn(name, *args, **kwargs):
+        if name == "MNN":
+            raise ImportError("No module named 'MNN'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mnn)
+    report = run_export(
+        export_config(tiny_checkpoint, tmp_path, "formats=[onnx,mnn]", "quantize.enabled=false")
+    )
+    assert "pip install -e '.[mnn]'" in report["formats_failed"]["mnn"]
+    assert (tmp_path / "model.onnx").is_file() and not list(tmp_path.glob("*.mnn"))
+    assert set(report["models"]) == {"pytorch", "fp32"}

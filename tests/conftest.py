@@ -52,6 +52,15 @@ TINY_TRAINING = [
 ]
 
 
+def readme_python(marker: str) -> dict:
+    """The README's python block after ``<!-- marker -->``, executed: the names it defines."""
+    text = (ROOT / "README.md").read_text()
+    code = text.split(f"<!-- {marker} -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    return namespace
+
+
 def compose_config(name: str, overrides: list[str], output_dir: Path):
     """The real `conf/<name>.yaml`, composed as its command would, with outputs under ``output_dir``."""
     from hydra import compose, initialize_config_dir

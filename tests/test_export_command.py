@@ -27,7 +27,7 @@ from pfld.data.readers import read_landmark_csv
 from pfld.data.schemes import ibug_68
 from pfld.data.transforms import build_eval_transform
 from pfld.inference import load_inference_model
-from tests.conftest import EMBEDDED, ROOT, compose_config
+from tests.conftest import EMBEDDED, ROOT, compose_config, readme_python
 
 #: Settings that keep a run to seconds: few latency runs, 32 calibration and 16 parity crops.
 FAST = [
@@ -166,11 +166,7 @@ def test_refusals_come_before_any_work(tiny_checkpoint: Path, tmp_path: Path) ->
 
 def readme_recipe() -> dict[str, Any]:
     """The README's standalone ONNX recipe (the python block after `<!-- standalone-onnx -->`), executed."""
-    text = (ROOT / "README.md").read_text()
-    code = text.split("<!-- standalone-onnx -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
-    return namespace
+    return readme_python("standalone-onnx")
 
 
 class Recording:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from export.command import run_export
-from tests.conftest import EMBEDDED, ROOT
+from tests.conftest import EMBEDDED, readme_python
 from tests.test_export_command import export_config, readme_recipe
 
 pytest.importorskip("onnxruntime")
@@ -69,14 +69,6 @@ def test_each_runtime_is_written_checked_scored_timed_and_described(exported, ke
     assert f"| {label} |" in (folder / "report.md").read_text()
 
 
-def _readme_loaders() -> dict[str, Any]:
-    text = (ROOT / "README.md").read_text()
-    code = text.split("<!-- phone-runtimes -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
-    return namespace
-
-
 @pytest.mark.parametrize(
     "loader", [pytest.param("landmarks_ncnn", marks=NCNN), pytest.param("landmarks_mnn", marks=MNN)]
 )
@@ -93,7 +85,7 @@ def test_the_readmes_phone_loaders_give_the_onnx_recipes_landmarks_on_a_real_pho
     box = [*labelled.min(axis=0), *labelled.max(axis=0)]
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     expected = readme_recipe()["predict_landmarks"](session, photo, box)
-    got = _readme_loaders()[loader](str(folder), photo, box)
+    got = readme_python("phone-runtimes")[loader](str(folder), photo, box)
     assert got.shape == (68, 2) and np.abs(got - expected).max() < 1e-3  # pixels
 
 

@@ -250,7 +250,8 @@ def resumable_checkpoint(folder: str | Path) -> Path | None:
     directory = Path(folder) / "checkpoints"
     if not directory.is_dir():
         return None
-    candidates = sorted(directory.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
+    finished = [p for p in directory.glob("*.ckpt") if not p.name.startswith(".")]  # not a write's temporary
+    candidates = sorted(finished, key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
     for path in reversed(candidates):
         if checkpoint_loads(path):
             return path

@@ -103,7 +103,7 @@ def test_killing_a_writer_at_random_moments_never_leaves_a_partial_checkpoint(tm
         checkpoint = torch.load(path, weights_only=False)  # never truncated
         assert checkpoint["state_dict"]["w"].unique().tolist() == [float(checkpoint["step"])]
         steps.append(checkpoint["step"])
-        for leftover in tmp_path.glob(".last.ckpt.*.tmp"):
+        for leftover in tmp_path.glob(".last.*.tmp.ckpt"):
             leftover.unlink()  # a killed writer's temporary file: never mistaken for a checkpoint
     assert all(s >= 1 for s in steps)
 
@@ -115,6 +115,7 @@ def test_resuming_from_last_or_auto_falls_back_to_the_newest_checkpoint_that_loa
     folder = tmp_path / "checkpoints"
     atomic_torch_save(_fake_checkpoint(5), folder / "epoch004-nme0.1000.ckpt")
     atomic_torch_save(_fake_checkpoint(7), folder / "last.ckpt")
+    atomic_torch_save(_fake_checkpoint(9), folder / ".last.123.tmp.ckpt")  # a write killed before its rename
     assert resolve_ckpt_path("last", tmp_path) == str(folder / "last.ckpt")
     data = (folder / "last.ckpt").read_bytes()
     (folder / "last.ckpt").write_bytes(data[: len(data) // 2])  # truncated, as by a crash of another writer
@@ -230,6 +231,11 @@ def test_a_run_stopped_mid_epoch_and_resumed_ends_with_bitwise_the_same_weights(
     _assert_same_weights(_final_weights(tmp_path), uninterrupted)
 
 
+def _writing(run_dir: Path) -> bool:
+    """Whether a checkpoint is being written (its temporary file exists, `pfld.atomic.staged`)."""
+    return any((run_dir / "checkpoints").glob(".*.tmp.ckpt"))
+
+
 @pytest.mark.slow
 def test_a_kill_storm_of_ten_sigkills_some_inside_checkpoint_writes_ends_as_the_uninterrupted_run(
     tmp_path, uninterrupted
@@ -242,14 +248,20 @@ def test_a_kill_storm_of_ten_sigkills_some_inside_checkpoint_writes_ends_as_the_
     overrides = [*EXACT, slow, "ckpt_path=auto"]
     rng = torch.Generator().manual_seed(3)
     inside_writes = 0
-    for _ in range(10):
+    for kill in range(10):
         process = _start(tmp_path, overrides)
-        time.sleep(4.0 + 12.0 * torch.rand(1, generator=rng).item())
-        inside_writes += any((tmp_path / "checkpoints").glob(".*.tmp"))
+        if kill % 2:  # at a random moment
+            time.sleep(4.0 + 12.0 * torch.rand(1, generator=rng).item())
+        else:  # as soon as a checkpoint is half-written (written, not yet renamed: the writer waits 1 s)
+            deadline = time.time() + 120
+            while not _writing(tmp_path) and process.poll() is None and time.time() < deadline:
+                time.sleep(0.05)
+        inside_writes += _writing(tmp_path)
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=60)
         for path in (tmp_path / "checkpoints").glob("*.ckpt"):
-            assert checkpoint_loads(path), f"{path.name} does not load after a kill"
+            if not path.name.startswith("."):  # a killed write's temporary: never read
+                assert checkpoint_loads(path), f"{path.name} does not load after a kill"
     process = _start(tmp_path, overrides)
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output

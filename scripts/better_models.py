@@ -29,7 +29,11 @@ ROWS: dict[str, tuple[str, int, str | None]] = {
     "base_e18": ("68-point faces only, 18 epochs", 1422, None),
     "mtfl_e6": ("+ MTFL five-point faces, 6 epochs (same steps)", 1416, "base_e18"),
     "share25_e6": ("+ MTFL, 25 % of each batch (train_shares), 6 epochs", 1416, "base_e18"),
-    "pseudo_e6": ("+ MTFL pseudo-labelled to 68 points by the teacher (9,805 kept), 6 epochs", 1398, "base_e18"),
+    "pseudo_e6": (
+        "+ MTFL pseudo-labelled to 68 points by the teacher (9,805 kept), 6 epochs",
+        1398,
+        "base_e18",
+    ),
     "distill_e18": ("68-point faces + distillation from the teacher (weight 1), 18 epochs", 1422, "base_e18"),
     "pseudo_distill_e6": ("+ MTFL pseudo-labelled + distillation, 6 epochs", 1416, "base_e18"),
     "teacher_e40": ("the teacher: 68-point faces only, 40 epochs", 3160, None),
@@ -51,7 +55,12 @@ def collect(folder: Path) -> dict[str, Row]:
 
 def generated(rows: dict[str, Row]) -> tuple[str, dict]:
     ordered = [rows[name] for name in ROWS if name in rows]
-    lines = [rows_table(ordered), "", "| row | what | steps | NME vs its baseline (same steps) |", "|---|---|---:|---|"]
+    lines = [
+        rows_table(ordered),
+        "",
+        "| row | what | steps | NME vs its baseline (same steps) |",
+        "|---|---|---:|---|",
+    ]
     summary = {}
     for row in ordered:
         what, steps, base = ROWS[row.name]
@@ -74,7 +83,9 @@ def generated(rows: dict[str, Row]) -> tuple[str, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", type=Path, help="folder of <row>_s<seed> run folders")
     parser.add_argument("--doc", type=Path, default=None, help="write the table into this document")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")

@@ -76,8 +76,15 @@ def check_crops(dataset: Any, count: int) -> np.ndarray:
     return np.concatenate(list(calibration_batches(dataset, count, batch_size=64)))
 
 
-def file_summary(path: Path, scores: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
-    return {"file": path.name, "bytes": path.stat().st_size, **scores, "latency": latency}
+def file_summary(paths: Path | list[Path], scores: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
+    """A model's report entry: its file(s), total size, scores and latency."""
+    files = [paths] if isinstance(paths, Path) else paths
+    return {
+        "file": ", ".join(p.name for p in files),
+        "bytes": sum(p.stat().st_size for p in files),
+        **scores,
+        "latency": latency,
+    }
 
 
 def latencies(path: Path, image: np.ndarray, cfg: DictConfig) -> dict[str, Any]:
@@ -133,13 +140,9 @@ def export_runtimes(
             for item in written:
                 parity = check_parity(item, network, val_crops, float(cfg.parity.atol))
                 sidecar(item, metadata)
-                models[item.key] = {
-                    "file": ", ".join(p.name for p in item.files),
-                    "bytes": item.bytes,
-                    **scores(item.predictor),
-                    "latency": {"one": runtime_latency(item.single, image, runs, warmup)},
-                    "parity": parity,
-                } | item.details
+                latency = {"one": runtime_latency(item.single, image, runs, warmup)}
+                models[item.key] = file_summary(item.files, scores(item.predictor), latency)
+                models[item.key] |= {"parity": parity, **item.details}
                 if item.details.get("weight_bits"):
                     models[item.key]["gate"] = accuracy_gate(
                         models["fp32"]["nme"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,24 +56,38 @@ def measure_latency(
     """
     if runs < 1 or warmup < 0 or sessions < 1:
         raise ValueError(f"need runs >= 1, warmup >= 0, sessions >= 1; got {runs}, {warmup}, {sessions}")
-    times = np.empty((sessions, runs))
-    for k in range(sessions):
+    rows = []
+    for _ in range(sessions):
         runner = session(path, threads)
         feeds = {runner.get_inputs()[0].name: np.ascontiguousarray(image, dtype=np.float32)}
-        for _ in range(warmup):
-            runner.run(None, feeds)
-        for i in range(runs):
-            start = time.perf_counter()
-            runner.run(None, feeds)
-            times[k, i] = time.perf_counter() - start
-    times *= 1000.0
+        rows.append(time_calls(lambda runner=runner, feeds=feeds: runner.run(None, feeds), runs, warmup))
+    times = np.stack(rows)
     return {
         "threads": threads if threads > 0 else cpu_threads(),
-        "median_ms": float(np.median(times)),
-        "p10_ms": float(np.percentile(times, 10)),
-        "p90_ms": float(np.percentile(times, 90)),
+        **latency_summary(times),
         "session_medians_ms": [float(m) for m in np.median(times, axis=1)],
         "runs": runs,
         "warmup": warmup,
         "sessions": sessions,
+    }
+
+
+def time_calls(call: Callable[[], Any], runs: int, warmup: int) -> np.ndarray:
+    """(runs,) milliseconds of ``runs`` timed calls of ``call`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        call()
+        times[i] = time.perf_counter() - start
+    return times * 1000.0
+
+
+def latency_summary(times_ms: np.ndarray) -> dict[str, float]:
+    """Median, 10th and 90th percentile of call times in milliseconds."""
+    return {
+        "median_ms": float(np.median(times_ms)),
+        "p10_ms": float(np.percentile(times_ms, 10)),
+        "p90_ms": float(np.percentile(times_ms, 90)),
     }

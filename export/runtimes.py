@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from export.latency import latency_summary, time_calls
 from pfld.atomic import atomic_write_text, staged
 
 #: The formats `python -m export formats=[...]` knows; onnx is the one always written.
@@ -84,10 +84,6 @@ class Written:
     predictor: BatchPredictor
     single: Callable[[np.ndarray], Any]  # one (1, 3, S, S) image, for the latency
     details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.files)
 
 
 def export_ncnn(network: nn.Module, size: int, folder: Path, threads: int = 1) -> Written:
@@ -236,22 +232,8 @@ def runtime_latency(
     run: Callable[[np.ndarray], Any], image: np.ndarray, runs: int, warmup: int
 ) -> dict[str, Any]:
     """Milliseconds per call of a one-image runner (its own thread setting) on ``image`` (1, 3, S, S)."""
-    for _ in range(warmup):
-        run(image)
-    times = np.empty(runs)
-    for i in range(runs):
-        start = time.perf_counter()
-        run(image)
-        times[i] = time.perf_counter() - start
-    times *= 1000.0
-    return {
-        "threads": 1,
-        "median_ms": float(np.median(times)),
-        "p10_ms": float(np.percentile(times, 10)),
-        "p90_ms": float(np.percentile(times, 90)),
-        "runs": runs,
-        "warmup": warmup,
-    }
+    times = time_calls(lambda: run(image), runs, warmup)
+    return {"threads": 1, **latency_summary(times), "runs": runs, "warmup": warmup}
 
 
 def sidecar(written: Written, metadata: dict[str, Any]) -> Path:

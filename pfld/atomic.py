@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 #: Errors of the disk itself (full, over quota, too large, failing), reported naming the file.
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
@@ -51,6 +51,17 @@ def staged(path: str | Path) -> Iterator[Path]:
     _fsync_folder(path.parent)
 
 
+def atomic_save(path: str | Path, save: Callable[[BinaryIO], Any]) -> None:
+    """`atomic_write` through an open binary file: ``save(handle)`` (``torch.save``, ``np.save``...);
+    given a file rather than a name, numpy does not append ``.npy`` / ``.npz`` to the temporary name."""
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            save(handle)
+
+    atomic_write(path, write)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """`atomic_write` of a UTF-8 text file."""
     atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
@@ -70,4 +81,4 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-__all__ = ["atomic_write", "atomic_write_text", "staged"]
+__all__ = ["atomic_save", "atomic_write", "atomic_write_text", "staged"]

@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from pfld.atomic import atomic_write
+from pfld.atomic import atomic_save
 
 #: The signals that stop a run gracefully, and the process's exit status for each (128 + number).
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
@@ -52,14 +52,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def atomic_torch_save(obj: Any, path: Path, save: Any = torch.save) -> None:
-    """``save(obj, file)`` (torch.save) through `pfld.atomic.atomic_write`: a kill or a full disk
+    """``save(obj, file)`` (torch.save) through `pfld.atomic.atomic_save`: a kill or a full disk
     leaves the previous checkpoint; the OSError of a full disk names the file."""
-
-    def write(temporary: Path) -> None:
-        with open(temporary, "wb") as handle:
-            save(obj, handle)
-
-    atomic_write(path, write)
+    atomic_save(path, lambda handle: save(obj, handle))
 
 
 class PreemptionCheckpoint(L.Callback):
@@ -69,7 +64,6 @@ class PreemptionCheckpoint(L.Callback):
     def __init__(self, dirpath: str | Path, filename: str = "last") -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self.received: int | None = None
-        self.saved: Path | None = None
         self._previous: dict[int, Any] = {}
         self._trainer: L.Trainer | None = None
 
@@ -114,7 +108,6 @@ class PreemptionCheckpoint(L.Callback):
         if self.received is None:
             self.received = signal.SIGTERM  # Lightning's own handler saw it first
         trainer.save_checkpoint(self.path)
-        self.saved = self.path
         if trainer.is_global_zero:
             print(
                 f"stopped by {signal.Signals(self.received).name} at epoch {trainer.current_epoch}, step "

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from pfld.atomic import atomic_write_text
+from pfld.atomic import atomic_save, atomic_write_text
 from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships
 from pfld.data.cache import BOX_SOURCES, FaceCache, border_for, crop_record, faces_from_crops
 from pfld.data.records import FaceRecord
@@ -134,16 +134,18 @@ def _save_shard(
     kept: np.ndarray,
     messages: list[str],
 ) -> None:
-    temporary = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(
-        temporary,
-        images=images,
-        landmarks=landmarks,
-        kept=kept,
-        messages=np.array(messages, dtype=str),
-        sources=np.array([r.source or str(r.image_path) for r in chunk], dtype=str),
+    sources = np.array([r.source or str(r.image_path) for r in chunk], dtype=str)
+    atomic_save(
+        path,
+        lambda handle: np.savez(
+            handle,
+            images=images,
+            landmarks=landmarks,
+            kept=kept,
+            messages=np.array(messages, dtype=str),
+            sources=sources,
+        ),
     )
-    temporary.replace(path)
 
 
 def _load_shard(

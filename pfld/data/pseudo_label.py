@@ -78,7 +78,7 @@ def pseudo_label(
             f"faces from {faces.sources[0]} were cut with crop_scale {faces.crop_scale}, the model was "
             f"trained with {data['crop_scale']}: prepare them again with --crop-scale {data['crop_scale']}"
         )
-    predicted = np.mean([_predict_pixels(faces, m, data, source, batch_size) for m in models], axis=0)
+    predicted = _predict_pixels(faces, models, data, source, batch_size)
     annotated = faces.landmarks.astype(np.float64)  # (N, S, 2)
     guessed = mapping.project(predicted) if mapping is not None else predicted.astype(np.float64)
     used = mapping.used if mapping is not None else np.ones(source.num_points, dtype=bool)
@@ -117,15 +117,20 @@ def pseudo_label(
 
 
 def _predict_pixels(
-    faces: FaceCache, model: torch.nn.Module, data: dict[str, Any], scheme: LandmarkScheme, batch_size: int
+    faces: FaceCache,
+    models: Sequence[torch.nn.Module],
+    data: dict[str, Any],
+    scheme: LandmarkScheme,
+    batch_size: int,
 ) -> np.ndarray:
-    """The model's points for every face, in the stored crops' pixels."""
+    """The models' mean points for every face, in the stored crops' pixels (the crops resized once)."""
     size = int(data["input_size"])
     dataset = LandmarkDataset(
         faces.resized(size), build_eval_transform(size), scheme, data["mean"], data["std"]
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    unit = predict(model, loader)["predictions"].numpy()  # (N, K, 2) in [0, 1] of the policy crop
+    # (N, K, 2) in [0, 1] of the policy crop, averaged over the ensemble
+    unit = np.mean([predict(model, loader)["predictions"].numpy() for model in models], axis=0)
     return from_unit(unit, faces.crop_size).astype(np.float64) + faces.border
 
 

@@ -12,13 +12,11 @@ annotations.npz   images_file (the name of the images' file), landmarks (N, K, 2
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
-from pfld.atomic import atomic_write
+from pfld.atomic import atomic_save
 from pfld.data.cache import FaceCache
 
 IMAGES_FILE = "images.npy"
@@ -38,7 +36,12 @@ def is_prepared(folder: str | Path) -> bool:
 
 def _images_file(folder: Path) -> str:
     with np.load(folder / ANNOTATIONS_FILE) as data:
-        return str(data["images_file"]) if "images_file" in data else IMAGES_FILE
+        return _images_name(data)
+
+
+def _images_name(annotations: np.lib.npyio.NpzFile) -> str:
+    """The images file the annotations name (``images.npy`` in splits written before the name)."""
+    return str(annotations["images_file"]) if "images_file" in annotations else IMAGES_FILE
 
 
 def save_faces(faces: FaceCache, folder: str | Path, classes: np.ndarray | None = None) -> None:
@@ -49,7 +52,7 @@ def save_faces(faces: FaceCache, folder: str | Path, classes: np.ndarray | None 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     images_file = f"images-{uuid.uuid4().hex[:12]}.npy"
-    _atomic_save(folder / images_file, lambda handle: np.save(handle, faces.images))
+    atomic_save(folder / images_file, lambda handle: np.save(handle, faces.images))
     arrays = {
         "images_file": np.array(images_file),
         "landmarks": faces.landmarks,
@@ -71,7 +74,7 @@ def save_faces(faces: FaceCache, folder: str | Path, classes: np.ndarray | None 
     if classes is not None:
         arrays["classes"] = classes.astype(np.uint8)
     try:
-        _atomic_save(folder / ANNOTATIONS_FILE, lambda handle: np.savez(handle, **arrays))  # the commit
+        atomic_save(folder / ANNOTATIONS_FILE, lambda handle: np.savez(handle, **arrays))  # the commit
     except BaseException:
         (folder / images_file).unlink(missing_ok=True)
         raise
@@ -90,8 +93,7 @@ def load_faces(folder: str | Path, mmap: bool = True) -> FaceCache:
         )
     try:
         with np.load(folder / ANNOTATIONS_FILE) as data:
-            images_file = str(data["images_file"]) if "images_file" in data else IMAGES_FILE
-            images = np.load(folder / images_file, mmap_mode="r" if mmap else None)
+            images = np.load(folder / _images_name(data), mmap_mode="r" if mmap else None)
             return FaceCache(
                 images=images,
                 landmarks=data["landmarks"].astype(np.float32),
@@ -112,14 +114,3 @@ def load_faces(folder: str | Path, mmap: bool = True) -> FaceCache:
         raise ValueError(
             f"{folder}: prepared faces are unreadable or incomplete ({error}); prepare again"
         ) from None
-
-
-def _atomic_save(path: Path, save: Callable[[BinaryIO], None]) -> None:
-    """``save(file)`` into a temporary file made ``path`` atomically (`pfld.atomic.atomic_write`). numpy
-    gets an open file, so it does not append ``.npy`` / ``.npz`` to the temporary name."""
-
-    def write(temporary: Path) -> None:
-        with open(temporary, "wb") as handle:
-            save(handle)
-
-    atomic_write(path, write)

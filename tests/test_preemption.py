@@ -358,24 +358,46 @@ def test_killing_python_m_data_never_leaves_a_split_that_looks_prepared_and_is_n
 
 @pytest.mark.slow
 def test_killing_python_m_export_never_leaves_an_onnx_file_that_is_not_finished(tmp_path, tiny_checkpoint):
-    """SIGKILL `python -m export` 4 times at random moments: every ONNX file it left loads in onnxruntime
-    with its metadata; a rerun writes the whole report."""
+    """SIGKILL `python -m export` 4 times, twice at random moments and twice while an ONNX file is being
+    built: every ONNX file it left under a model's name loads in onnxruntime with its metadata (a killed
+    build leaves only its hidden temporary); a rerun writes the whole report."""
     ort = pytest.importorskip("onnxruntime")
     from export import read_metadata
-
-    out = tmp_path / "export"
     from tests.test_export_command import FAST
 
+    out = tmp_path / "export"
     command = [sys.executable, "-m", "export", f"ckpt={tiny_checkpoint}", f"out={out}", *FAST]
+    env = dict(os.environ, WANDB_MODE="disabled", NO_ALBUMENTATIONS_UPDATE="1")
     rng = torch.Generator().manual_seed(2)
-    for _ in range(4):
-        _kill_at_random(command, [3.0 + 10.0 * torch.rand(1, generator=rng).item()])
-        for model in out.rglob("*.onnx"):
-            assert not model.name.startswith("."), "a temporary file under an ONNX name"
+
+    def building() -> bool:
+        return any(out.rglob(".*.tmp.onnx"))
+
+    def check_models() -> int:
+        models = [m for m in out.rglob("*.onnx") if not m.name.startswith(".")]
+        for model in models:
             ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-            assert read_metadata(model)["num_landmarks"] == 68
+            assert read_metadata(model)["pfld.num_landmarks"] == 68
+        return len(models)
+
+    inside_builds = 0
+    for kill in range(4):
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        if kill % 2:
+            time.sleep(3.0 + 10.0 * torch.rand(1, generator=rng).item())
+        else:
+            deadline = time.time() + 120
+            while not building() and process.poll() is None and time.time() < deadline:
+                time.sleep(0.02)
+        inside_builds += building()
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        check_models()
+    assert inside_builds >= 1, "no kill landed while an ONNX file was being built"
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
-    assert list(out.rglob("report.json"))
+    assert list(out.rglob("report.json")) and check_models() == 2  # model.onnx and model_int8.onnx
 
 
 def test_a_truncated_checkpoint_given_to_ckpt_path_or_init_from_is_named_in_a_clear_error(tmp_path):

@@ -53,11 +53,17 @@ TINY_TRAINING = [
 
 
 def readme_python(marker: str) -> dict:
-    """The README's python block after ``<!-- marker -->``, executed: the names it defines."""
-    text = (ROOT / "README.md").read_text()
-    code = text.split(f"<!-- {marker} -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    """The python block after ``<!-- marker -->`` in README.md or a docs/*.md page, executed: the names
+    it defines. The marker must be in exactly one page and directly before its block."""
+    tag = f"<!-- {marker} -->"
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = [page for page in pages if tag in page.read_text()]
+    assert len(found) == 1, f"{tag} in {len(found)} of README.md and docs/*.md: {found}"
+    after = found[0].read_text().split(tag, 1)[1]
+    assert after.lstrip().startswith("```python"), f"{tag} in {found[0]} is not followed by a python block"
+    code = after.split("```python", 1)[1].split("```", 1)[0]
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    exec(compile(code, str(found[0].relative_to(ROOT)), "exec"), namespace)  # noqa: S102 (our own docs)
     return namespace
 
 

@@ -1,7 +1,6 @@
 """Deploy side: ONNX export of trained PFLD models, checked against PyTorch, and int8 quantisation.
 Imports `pfld`, never the reverse. The command is `python -m export ckpt=<checkpoint> out=<folder>`."""
 
-from export.metadata import model_metadata
 from export.onnx_export import Exported, export_onnx, max_abs_difference, read_metadata
 
-__all__ = ["Exported", "export_onnx", "max_abs_difference", "model_metadata", "read_metadata"]
+__all__ = ["Exported", "export_onnx", "max_abs_difference", "read_metadata"]

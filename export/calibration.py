@@ -13,8 +13,8 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader
 from torch.utils.data import Dataset
 
-from export.onnx_export import INPUT_NAME
 from pfld.data.normalize import model_input
+from pfld.inference.models import INPUT_NAME
 
 
 def as_batch(images: np.ndarray) -> np.ndarray:

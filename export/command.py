@@ -15,11 +15,9 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from export.accuracy import onnx_predictor, score
 from export.calibration import calibration_batches
 from export.gate import accuracy_gate, quantization_advice
 from export.latency import cpu_threads, machine_description, measure_latency
-from export.metadata import model_metadata
 from export.onnx_export import export_onnx
 from export.quantize import METHODS, TARGET_TYPES, quantize_int8, resolve_keep_float
 from export.report import render_report
@@ -36,10 +34,9 @@ from export.runtimes import (
 )
 from pfld.atomic import atomic_write_text
 from pfld.data.datamodule import LandmarkDataModule
+from pfld.evaluation import score
 from pfld.evaluation.checkpoint import adopt_input, check_compatible
-from pfld.evaluation.predictions import pose_predictor
-from pfld.inference import load_inference_model
-from pfld.metrics import resolve_normalization
+from pfld.inference import ModelSpec, OnnxLandmarkModel, TorchLandmarkModel, load_checkpoint
 from pfld.tracking import write_metrics
 
 FP32_NAME, INT8_NAME = "model.onnx", "model_int8.onnx"
@@ -115,7 +112,7 @@ def headline_metrics(report: dict[str, Any]) -> dict[str, Any]:
 def export_runtimes(
     cfg: DictConfig,
     model: Any,
-    description: dict[str, Any],
+    spec: ModelSpec,
     val_crops: np.ndarray,
     image: np.ndarray,
     scores: Any,
@@ -126,14 +123,14 @@ def export_runtimes(
     returns format -> why it was not written, for those that failed (the others are still written)."""
     failed: dict[str, str] = {}
     network = model.without_auxiliary().eval()  # the landmark net (the pose output is ONNX-only so far)
-    metadata = model_metadata(description, False)
+    metadata = spec.with_pose_output(False).to_metadata()
     runs, warmup = int(cfg.latency.runs), int(cfg.latency.warmup)
     for fmt in check_formats(list(cfg.formats))[1:]:
         written: list[Written] = []
         try:
             print(f"exporting to {fmt}")
             if fmt == "ncnn":
-                written.append(export_ncnn(network, int(description["input_size"]), folder))
+                written.append(export_ncnn(network, spec.input_size, folder))
             else:
                 written.append(export_mnn(folder / FP32_NAME, folder))
                 written.append(export_mnn(folder / FP32_NAME, folder, weight_bits=8))
@@ -168,17 +165,15 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
     """
     check_config(cfg)
     checkpoint = str(cfg.ckpt)
-    model, description = load_inference_model(checkpoint, with_pose=bool(cfg.with_pose))
-    check_compatible(description, cfg.data, checkpoint)
-    adopt_input(cfg.data, description)
+    model, spec = load_checkpoint(checkpoint, with_pose=bool(cfg.with_pose))
+    check_compatible(spec, cfg.data, checkpoint)
+    adopt_input(cfg.data, spec)
     datamodule: LandmarkDataModule = instantiate(cfg.data)
     datamodule.setup("validate")
     loader = datamodule.val_dataloader()
     folder = Path(str(cfg.out))
     folder.mkdir(parents=True, exist_ok=True)
-    normalization = resolve_normalization(
-        description.get("normalization_mode", "inter_ocular"), description["normalization"]
-    )
+    normalization = spec.nme_normalization
     threshold = float(cfg.gate.failure_threshold)
 
     def scores(predictor: Any) -> dict[str, Any]:
@@ -190,7 +185,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
     exported = export_onnx(
         model,
         folder / FP32_NAME,
-        model_metadata(description, bool(cfg.with_pose)),
+        spec.to_metadata(),
         with_pose=bool(cfg.with_pose),
         check_images=val_crops,
         opset=int(cfg.opset),
@@ -200,9 +195,9 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
     image = val_crops[:1]  # (1, 3, S, S): the latency input, the first validation face
     print(f"scoring PyTorch and fp32 ONNX on {len(loader.dataset)} validation faces")
     models: dict[str, Any] = {
-        "pytorch": scores(pose_predictor(model) if cfg.with_pose else model),
+        "pytorch": scores(TorchLandmarkModel(model, spec)),
         "fp32": file_summary(
-            exported.path, scores(onnx_predictor(exported.path)), latencies(exported.path, image, cfg)
+            exported.path, scores(OnnxLandmarkModel(exported.path)), latencies(exported.path, image, cfg)
         ),
     }
     report: dict[str, Any] = {
@@ -212,10 +207,10 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         "threads_all": cpu_threads(),
         "latency_runs": int(cfg.latency.runs) * int(cfg.latency.sessions),
         "faces": len(loader.dataset),
-        "normalization": description.get("normalization_mode", "inter_ocular"),
+        "normalization": spec.normalization_mode,
         "failure_threshold": threshold,
         "with_pose": bool(cfg.with_pose),
-        "metadata": model_metadata(description, bool(cfg.with_pose)),
+        "metadata": spec.to_metadata(),
         "parity": {
             "landmarks_max_abs": exported.landmark_difference,
             "pose_max_abs_deg": exported.pose_difference_deg,
@@ -254,16 +249,14 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
             method=settings["method"],
         )
         models["int8"] = file_summary(
-            int8_path, scores(onnx_predictor(int8_path)), latencies(int8_path, image, cfg)
+            int8_path, scores(OnnxLandmarkModel(int8_path)), latencies(int8_path, image, cfg)
         )
         gate = accuracy_gate(
             models["fp32"]["nme"], models["int8"]["nme"], float(cfg.gate.max_relative_nme_increase)
         )
         report["quantization"] = settings
         report["gate"] = gate.as_dict() | {"advice": [] if gate.passed else quantization_advice(settings)}
-    report["formats_failed"] = export_runtimes(
-        cfg, model, description, val_crops, image, scores, models, folder
-    )
+    report["formats_failed"] = export_runtimes(cfg, model, spec, val_crops, image, scores, models, folder)
     atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
     write_metrics(headline_metrics(report), folder)
     markdown = render_report(report)

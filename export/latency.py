@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
+from pfld.inference.models import onnx_session
+
 
 def cpu_threads() -> int:
     """CPUs this process may run on (the affinity mask where the OS has one)."""
@@ -34,16 +36,6 @@ def machine_description() -> str:
     return f"{name}, {cpu_threads()} threads, onnxruntime {onnxruntime.__version__}"
 
 
-def session(path: str | Path, threads: int) -> onnxruntime.InferenceSession:
-    """A CPU session with `threads` intra-op threads (0: onnxruntime's default, all cores) and none
-    between operators (PFLD is one chain of layers)."""
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def measure_latency(
     path: str | Path, image: np.ndarray, threads: int, runs: int = 200, warmup: int = 20, sessions: int = 3
 ) -> dict[str, Any]:
@@ -58,7 +50,7 @@ def measure_latency(
         raise ValueError(f"need runs >= 1, warmup >= 0, sessions >= 1; got {runs}, {warmup}, {sessions}")
     rows = []
     for _ in range(sessions):
-        runner = session(path, threads)
+        runner = onnx_session(path, threads)
         feeds = {runner.get_inputs()[0].name: np.ascontiguousarray(image, dtype=np.float32)}
         rows.append(time_calls(lambda runner=runner, feeds=feeds: runner.run(None, feeds), runs, warmup))
     times = np.stack(rows)

@@ -2,7 +2,7 @@
 
 The exported graph maps `image` (B, 3, S, S), float32, normalised with the stored mean and std, to
 `landmarks` (B, K, 2), x then y, in [0, 1] of the crop (and optionally `pose` (B, 3), degrees); B is
-dynamic, S and K are fixed. The metadata is described in `export.metadata`.
+dynamic, S and K are fixed. The metadata is the model's `pfld.inference.ModelSpec` (see `pfld.inference.spec`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.metadata import check_metadata, decode_metadata, encode_metadata
 from pfld.atomic import staged
+from pfld.inference.models import INPUT_NAME, OUTPUT_NAME, POSE_NAME, onnx_session
+from pfld.inference.spec import check_metadata, decode_metadata, encode_metadata
 from pfld.models import PFLD
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "landmarks"
-POSE_NAME = "pose"
 PARITY_BATCH = 4
 
 
@@ -120,8 +118,8 @@ def max_abs_difference(model: nn.Module, path: str | Path, images: np.ndarray) -
     """Max |onnxruntime - PyTorch| of each output of the ONNX file at `path` over `images` (N, 3, S, S),
     normalised crops: ``landmarks`` in crop units and, for a `LandmarksAndPose`, ``pose`` in degrees.
     `model` is evaluated as given (use eval mode)."""
-    _, onnxruntime = _import_runtime()
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    _import_runtime()
+    session = onnx_session(path)
     names = [output.name for output in session.get_outputs()]
     with torch.no_grad():
         expected = model(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
@@ -153,7 +151,7 @@ def export_onnx(
 
     The graph has input `image` (B, 3, S, S) and output `landmarks` (B, K, 2), plus `pose` (B, 3)
     yaw, pitch, roll in degrees when `with_pose` (which needs the auxiliary net; otherwise the net is
-    left out). The batch is dynamic. `metadata` (see `export.metadata`; it must agree with the model)
+    left out). The batch is dynamic. `metadata` (`ModelSpec.to_metadata`; it must agree with the model)
     is stored as `metadata_props`; read it back with `read_metadata`.
 
     `check_images` (N, 3, S, S) are normalised real crops run through both onnxruntime and PyTorch;

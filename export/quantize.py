@@ -16,7 +16,6 @@ from typing import Literal
 
 import numpy as np
 import onnx
-import onnxruntime
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -28,8 +27,8 @@ from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_d
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from export.calibration import ImageCalibrationReader, as_batch
-from export.onnx_export import OUTPUT_NAME
 from pfld.atomic import staged
+from pfld.inference.models import OUTPUT_NAME, onnx_session
 
 Target = Literal["arm", "x86"]
 Method = Literal["minmax", "entropy", "percentile"]
@@ -163,7 +162,7 @@ def quantize_int8(
             "calibration_images": count,
         }
         _write_metadata(building, fp32, settings)
-        onnxruntime.InferenceSession(str(building), providers=["CPUExecutionProvider"])  # loads and runs
+        onnx_session(building)  # loads and runs
     return out_path
 
 
@@ -197,8 +196,7 @@ def _write_metadata(path: Path, fp32: onnx.ModelProto, settings: dict[str, objec
 def mean_abs_difference(fp32_path: str | Path, int8_path: str | Path, batches: Iterable[np.ndarray]) -> float:
     """Mean |int8 - fp32| over all landmark coordinates (crop units, [0, 1]) on `batches` of normalised
     crops (N, 3, S, S), run in onnxruntime on the CPU."""
-    providers = ["CPUExecutionProvider"]
-    sessions = [onnxruntime.InferenceSession(str(p), providers=providers) for p in (fp32_path, int8_path)]
+    sessions = [onnx_session(p) for p in (fp32_path, int8_path)]
     input_name = sessions[0].get_inputs()[0].name
     total, n = 0.0, 0
     for batch in batches:

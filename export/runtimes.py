@@ -42,8 +42,9 @@ REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
 #: ncnn's blob names as pnnx writes them.
 NCNN_INPUT, NCNN_OUTPUT = "in0", "out0"
 
-#: A batch predictor: (B, 3, S, S) normalised crops -> (B, K, 2) landmarks in [0, 1] of the crop.
-BatchPredictor = Callable[[torch.Tensor], torch.Tensor]
+#: A batch predictor, called as a `pfld.inference.LandmarkModel` is: (B, 3, S, S) normalised crops ->
+#: ((B, K, 2) landmarks in [0, 1] of the crop, None: these files carry no pose output).
+BatchPredictor = Callable[[np.ndarray | torch.Tensor], tuple[np.ndarray, None]]
 
 
 class MissingRuntime(RuntimeError):
@@ -201,13 +202,15 @@ def mnn_runner(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarra
 
 
 def _batched(run: Callable[[np.ndarray], np.ndarray]) -> BatchPredictor:
-    """A one-image runner as a `pfld.evaluation.predictions.Predictor` of batches."""
+    """A one-image runner as a predictor of batches (`BatchPredictor`)."""
 
-    def predict(images: torch.Tensor) -> torch.Tensor:
+    def predict(images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, None]:
         # a C-contiguous float32 copy first: the loaders' channels-last batches, sliced per image, gave
         # ncnn garbage even through np.ascontiguousarray of each slice
-        batch = np.ascontiguousarray(images.detach().cpu().contiguous().numpy(), dtype=np.float32)
-        return torch.from_numpy(np.stack([run(batch[i : i + 1]) for i in range(len(batch))]))
+        if isinstance(images, torch.Tensor):
+            images = images.detach().cpu().contiguous().numpy()
+        batch = np.ascontiguousarray(images, dtype=np.float32)
+        return np.stack([run(batch[i : i + 1]) for i in range(len(batch))]), None
 
     return predict
 
@@ -217,7 +220,7 @@ def check_parity(written: Written, network: nn.Module, images: np.ndarray, atol:
     exceeds ``atol`` (for an fp32 model; the caller removes the files)."""
     with torch.no_grad():
         expected = network(torch.from_numpy(images)).numpy()
-    got = written.predictor(torch.from_numpy(images)).numpy()
+    got, _ = written.predictor(images)
     difference = np.abs(got - expected)
     result = {"max_abs": float(difference.max()), "mean_abs": float(difference.mean()), "images": len(images)}
     if not written.details.get("weight_bits") and not result["max_abs"] <= atol:

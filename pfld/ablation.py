@@ -255,14 +255,11 @@ def rescore_run(checkpoint: str | Path, loader: Any) -> dict[str, float]:
 
     from pfld.evaluation.predictions import predict
     from pfld.evaluation.scores import face_errors, nme_by_group
-    from pfld.inference import load_inference_model
-    from pfld.metrics import resolve_normalization
+    from pfld.inference import TorchLandmarkModel, load_checkpoint
 
-    model, data = load_inference_model(checkpoint)
+    model = TorchLandmarkModel(*load_checkpoint(checkpoint))
     out = predict(model, loader)
-    normalization = resolve_normalization(
-        data.get("normalization_mode", "inter_ocular"), data["normalization"]
-    )
+    normalization = model.spec.nme_normalization
     degrees = torch.rad2deg(out["angles"]).abs()
     valid = out["pose_valid"].bool()
     groups = {

@@ -15,10 +15,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
+from pfld.inference.checkpoint import read_checkpoint
 from pfld.models.pfld import MIN_INPUT_SIZE
 
 #: Config groups built with `instantiate` (their ``_target_`` entries, at any depth, are checked).
@@ -168,17 +168,10 @@ def checkpoint_problems(cfg: DictConfig) -> list[str]:
 
 def read_hyperparameters(path: str | Path, key: str) -> tuple[dict[str, Any], str | None]:
     """(the checkpoint's hyper-parameters, None), or ({}, a message naming ``key`` and the problem)."""
-    path = Path(path)
-    if not path.is_file():
-        return {}, f"{key}={path}: checkpoint not found"
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - any unreadable file: report it with the key that named it
-        return {}, f"{key}={path}: cannot read the checkpoint ({type(error).__name__}: {error})"
-    hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "model" not in hparams:
-        return {}, f"{key}={path}: not a pfld training checkpoint (no state_dict or model hyper-parameters)"
-    return hparams, None
+        return read_checkpoint(path, key)["hyper_parameters"], None
+    except (OSError, ValueError) as error:
+        return {}, str(error)
 
 
 def _resume_mismatches(hparams: dict[str, Any], cfg: DictConfig, path: str) -> list[str]:

@@ -39,6 +39,8 @@ NormalizationMode = Literal["inter_ocular", "inter_pupil", "box"]
 #: What can divide the NME: the distance between two points (outer eye corners or pupils), or the square
 #: root of the area of the target's landmark box (as for COFW / AFLW).
 NORMALIZATION_MODES: tuple[str, ...] = ("inter_ocular", "inter_pupil", "box")
+#: The NME's normalisation unless a data config says otherwise (and in checkpoints older than the choice).
+DEFAULT_NORMALIZATION: NormalizationMode = "inter_ocular"
 
 #: The ``normalization`` argument of `nme` and `NMEMetric`: a pair of point indices, or "box".
 Normalization = tuple[int, int] | Literal["box"]

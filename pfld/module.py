@@ -15,9 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from pfld.data.mixed import extend_points, extend_sigma
 from pfld.data.normalize import model_input
 from pfld.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
+from pfld.inference.spec import ModelSpec
 from pfld.losses import pose_loss
 from pfld.losses.core import l1_loss
-from pfld.metrics import NMEMetric, PoseErrorMetric, nme, resolve_normalization
+from pfld.metrics import NMEMetric, PoseErrorMetric, nme
 from pfld.models import PFLD
 
 # The module normalises batches in `on_after_batch_transfer` (the model's input is its contract, see
@@ -82,13 +83,13 @@ class PFLDModule(L.LightningModule):
         self.loss = instantiate(self.hparams.loss)
         self._apply_model_requirements()
         self.model: PFLD = instantiate(self.hparams.model)
-        data = self.hparams.data
-        self.normalization_mode: str = data.get("normalization_mode", "inter_ocular")
-        # (i, j) or "box": the `nme` argument
-        self.normalization = resolve_normalization(self.normalization_mode, data["normalization"])
-        if self.model.num_points != self.hparams.data["num_points"]:
+        #: What the model takes and gives (`pfld.inference.ModelSpec`), from the ``data`` hyper-parameters.
+        self.spec = ModelSpec.from_hparams(self.hparams.data, with_pose=self.model.auxiliary is not None)
+        self.normalization_mode: str = self.spec.normalization_mode
+        self.normalization = self.spec.nme_normalization  # (i, j) or "box": the `nme` argument
+        if self.model.num_points != self.spec.num_points:
             raise ValueError(
-                f"model has {self.model.num_points} points but the data has {self.hparams.data['num_points']}"
+                f"model has {self.model.num_points} points but the data has {self.spec.num_points}"
             )
         self.val_metric = NMEMetric(self.normalization)
         self.val_pose_metric = PoseErrorMetric() if self.model.auxiliary is not None else None

@@ -21,7 +21,8 @@ from pfld.data.attributes import FACE_CLASSES
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.data.schemes import LandmarkScheme
 from pfld.evaluation import group_table, write_report
-from pfld.metrics import nme, resolve_normalization
+from pfld.inference import ModelSpec, TorchLandmarkModel
+from pfld.metrics import nme
 from pfld.module import PFLDModule
 from pfld.preemption import PreemptionCheckpoint, ResumeState, exit_status, resolve_ckpt_path
 from pfld.tracking import finish_wandb, write_metrics
@@ -41,7 +42,7 @@ def mean_shape_nme(datamodule: LandmarkDataModule) -> float:
     target = torch.from_numpy(np.nan_to_num(faces.unit_landmarks(), nan=0.5))  # (N, K, 2)
     mean = torch.from_numpy(datamodule.mean_shape()).expand_as(target)
     visible = torch.from_numpy(faces.visible)
-    normalization = resolve_normalization(datamodule.normalization, datamodule.normalization_pair)
+    normalization = model_spec(datamodule).nme_normalization
     return float(nme(mean, target, normalization, visible).nanmean())
 
 
@@ -119,23 +120,20 @@ def plan_threads_and_workers(cfg: DictConfig, datamodule: LandmarkDataModule) ->
     return [AdaptiveThreads(float(every_s), processes)]
 
 
-def data_description(datamodule: LandmarkDataModule) -> dict[str, Any]:
-    """What a checkpoint must carry to be used without this config.
-
-    ``normalization`` is the NME's pair of points (see `LandmarkDataModule.normalization_pair`) and ``normalization_mode``
-    what divides the NME: "inter_ocular", "inter_pupil" or "box" (see `pfld.metrics.normalizing_distance`).
-    """
-    return {
-        "input_size": datamodule.input_size,
-        "crop_scale": datamodule.crop_scale,
-        "mean": list(datamodule.mean),
-        "std": list(datamodule.std),
-        "scheme": datamodule.scheme.name,
-        "num_points": datamodule.scheme.num_points,
-        "normalization": list(datamodule.normalization_pair),
-        "normalization_mode": datamodule.normalization,
-        "coordinates": "x, y in [0, 1] of the square crop (see pfld.data.crop)",
-    }
+def model_spec(datamodule: LandmarkDataModule) -> ModelSpec:
+    """The `ModelSpec` of a model trained on ``datamodule``'s crops: what its checkpoint carries (as
+    ``data`` hyper-parameters) to be used without this config. Its ``normalization`` is the NME's pair of
+    points (`LandmarkDataModule.normalization_pair`), ``normalization_mode`` what divides the NME."""
+    return ModelSpec(
+        scheme=datamodule.scheme.name,
+        num_points=datamodule.scheme.num_points,
+        input_size=datamodule.input_size,
+        crop_scale=datamodule.crop_scale,
+        mean=tuple(datamodule.mean),
+        std=tuple(datamodule.std),
+        normalization=datamodule.normalization_pair,
+        normalization_mode=datamodule.normalization,
+    )
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -156,7 +154,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         loss=cfg.loss,
         optimizer=cfg.optimizer,
         scheduler=cfg.get("scheduler"),
-        data=data_description(datamodule),
+        data=model_spec(datamodule).to_hparams(),
         channels_last=cfg.channels_last,
         distill_weight=cfg.get("distill_weight", 0.0),
     )
@@ -206,7 +204,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in results[0].items()})
         metrics["best_checkpoint"] = checkpoint.best_model_path  # type: ignore[assignment]
         report = write_report(
-            module,
+            TorchLandmarkModel(module.model, module.spec),
             datamodule.val_dataloader(),
             module.normalization,
             cfg.paths.output_dir,

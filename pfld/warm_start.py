@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pfld.inference.checkpoint import model_state, read_checkpoint
+
 
 @dataclass
 class WarmStart:
@@ -60,16 +62,10 @@ def load_matching(model: nn.Module, state: Mapping[str, torch.Tensor]) -> WarmSt
     return result
 
 
-def warm_start(model: nn.Module, checkpoint_path: str | Path, prefix: str = "model.") -> WarmStart:
-    """Load the matching ``prefix`` weights (the `PFLD` model of a `PFLDModule` checkpoint; its loss
+def warm_start(model: nn.Module, checkpoint_path: str | Path) -> WarmStart:
+    """Load the matching weights of the `PFLD` model of a `PFLDModule` checkpoint (its loss
     state is the old data's and is left out) into ``model`` and print what was not loaded."""
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    state = {
-        name[len(prefix) :]: tensor
-        for name, tensor in checkpoint["state_dict"].items()
-        if name.startswith(prefix)
-    }
-    result = load_matching(model, state)
+    result = load_matching(model, model_state(read_checkpoint(checkpoint_path, "init_from")))
     if not result.loaded:
         raise ValueError(
             f"init_from={checkpoint_path}: no tensor matches this model by name and shape; is it a "

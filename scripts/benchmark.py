@@ -54,7 +54,7 @@ from torch.utils.data import default_collate
 from pfld.cpu_budget import CpuPlan, cpu_computes_bf16, plan_cpu
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.module import PFLDModule
-from pfld.training import data_description
+from pfld.training import model_spec
 
 
 def timed(function: Callable[[], object], repeats: int, warmup: int = 2) -> float:
@@ -92,7 +92,9 @@ def build(cfg: DictConfig, plan: CpuPlan) -> tuple[LandmarkDataModule, PFLDModul
     datamodule.num_workers = plan.workers
     datamodule.pin_memory = cfg.trainer.accelerator != "cpu"
     datamodule.setup("fit")
-    module = PFLDModule(cfg.model, cfg.loss, cfg.optimizer, data_description(datamodule), cfg.scheduler)
+    module = PFLDModule(
+        cfg.model, cfg.loss, cfg.optimizer, model_spec(datamodule).to_hparams(), cfg.scheduler
+    )
     module.initialize_from_data(datamodule.mean_shape(), datamodule.class_fractions())
     return datamodule, module
 

@@ -28,10 +28,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from pfld.data.crop import landmark_box
 from pfld.data.readers import read_pts_folder
+from pfld.inference.models import load_landmark_model
 from pfld.metrics import nme
 from pfld.predict.box_mapping import BoxMapping, fit_box_mapping
 from pfld.predict.detector import DlibHogDetector
-from pfld.predict.models import load_landmark_model
 from pfld.predict.pipeline import Predictor
 
 SHARED = Path(os.environ.get("PFLD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -97,7 +97,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def save_module_checkpoint(module, path: Path) -> Path:
     """A checkpoint of ``module`` (a `PFLDModule`) as training writes one, weights and hyper-parameters
-    only: enough for `load_inference_model`, ``init_from`` and the checks of ``ckpt_path``."""
+    only: enough for `load_checkpoint`, ``init_from`` and the checks of ``ckpt_path``."""
     import torch
 
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)

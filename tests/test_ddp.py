@@ -28,7 +28,7 @@ from pfld.data.readers import read_landmark_csv
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import load_scheme
 from pfld.module import PFLDModule
-from pfld.training import data_description, train
+from pfld.training import model_spec, train
 from tests.conftest import EMBEDDED, compose_train
 
 FACES = 40  # divisible by the 2 processes: no padded, repeated faces
@@ -98,7 +98,9 @@ def test_two_processes_give_the_metrics_of_one(tmp_path, capfd):
     cfg = compose_train([], tmp_path)
     datamodule = _datamodule()
     torch.manual_seed(0)
-    module = CountingModule(cfg.model, cfg.loss, cfg.optimizer, data_description(datamodule), cfg.scheduler)
+    module = CountingModule(
+        cfg.model, cfg.loss, cfg.optimizer, model_spec(datamodule).to_hparams(), cfg.scheduler
+    )
     module.initialize_from_data(datamodule.mean_shape(), datamodule.class_fractions())  # a spread of NMEs
 
     one = _validate(module, datamodule, devices=1)

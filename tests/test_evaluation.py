@@ -19,7 +19,9 @@ from pfld.evaluation import (
     worst_and_median,
     write_report,
 )
+from pfld.inference import ModelSpec, TorchLandmarkModel
 from pfld.training import mean_shape_nme
+from tests.conftest import OLD_DATA_DESCRIPTION
 
 
 class MeanShape(nn.Module):
@@ -31,6 +33,12 @@ class MeanShape(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.mean.expand(len(images), -1, -1)
+
+
+def mean_shape_model(datamodule: LandmarkDataModule) -> TorchLandmarkModel:
+    return TorchLandmarkModel(
+        MeanShape(torch.from_numpy(datamodule.mean_shape())), ModelSpec.from_hparams(OLD_DATA_DESCRIPTION)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +58,7 @@ def datamodule(embedded_dir) -> LandmarkDataModule:
 
 
 def test_report_of_the_mean_shape_matches_the_baseline(tmp_path, datamodule):
-    model = MeanShape(torch.from_numpy(datamodule.mean_shape()))
+    model = mean_shape_model(datamodule)
     out = predict(model, datamodule.val_dataloader())
     assert out["predictions"].shape == out["landmarks"].shape == (40, 68, 2)
     assert out["visible"].shape == (40, 68) and out["classes"].shape == (40, 6)
@@ -76,7 +84,7 @@ def test_report_breaks_down_by_validation_source(tmp_path, datamodule):
         and not subsets["common"][20:].any()
         and subsets["challenging"].sum() == 20
     )
-    model = MeanShape(torch.from_numpy(datamodule.mean_shape()))
+    model = mean_shape_model(datamodule)
     report = write_report(model, datamodule.val_dataloader(), (36, 45), tmp_path, subsets=subsets)
     common, challenging = report["by_group"]["subset:common"], report["by_group"]["subset:challenging"]
     assert common["faces"] == challenging["faces"] == 20
@@ -102,13 +110,15 @@ def test_val_names_must_match_the_sources(embedded_dir):
         LandmarkDataModule(train=[list], val=[list], val_names=["a", "b"], scheme=ibug_68())
 
 
-def test_any_callable_predicts_like_the_module(datamodule):
-    """An ONNX session wrapped in a function returns numpy arrays on CPU tensors: the same results."""
-    model = MeanShape(torch.from_numpy(datamodule.mean_shape()))
+def test_any_backend_predicts_like_the_module(datamodule):
+    """A runtime called like a `LandmarkModel` (numpy in, (landmarks, None) out, as export's phone
+    runtimes are) gives the same predictions as the PyTorch backend."""
+    model = mean_shape_model(datamodule)
     loader = datamodule.val_dataloader()
     expected = predict(model, loader)["predictions"]
-    got = predict(lambda images: model(images).detach().numpy(), loader)["predictions"]
-    assert torch.equal(got, expected)
+    net = model.model
+    got = predict(lambda images: (net(torch.as_tensor(images)).detach().numpy(), None), loader)["predictions"]
+    assert torch.equal(got, expected) and not torch.equal(expected, torch.zeros_like(expected))
 
 
 def test_pose_errors_in_degrees_over_faces_with_a_pose():

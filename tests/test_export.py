@@ -13,8 +13,8 @@ onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 from export import onnx_export
-from export.metadata import REQUIRED_KEYS, model_metadata
 from export.onnx_export import export_onnx, read_metadata
+from pfld.inference.spec import REQUIRED_KEYS, ModelSpec
 from pfld.models import PFLD, PFLDBackbone
 
 SIZE = 64
@@ -39,7 +39,8 @@ DESCRIPTION = {
 
 
 def tiny_metadata(with_pose: bool = False) -> dict[str, Any]:
-    return model_metadata(DESCRIPTION, with_pose) | {"note": "42"}  # a JSON-like string stays a string
+    metadata = ModelSpec.from_hparams(DESCRIPTION, with_pose=with_pose).to_metadata()
+    return metadata | {"note": "42"}  # a JSON-like string stays a string
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_metadata_must_match_the_model(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="three floats"):
         export_onnx(tiny_model(), tmp_path / "x.onnx", tiny_metadata() | {"pfld.std": [0.2, 0.2]})
     with pytest.raises(ValueError, match="num_points"):
-        model_metadata({k: v for k, v in DESCRIPTION.items() if k != "num_points"})
+        ModelSpec.from_hparams({k: v for k, v in DESCRIPTION.items() if k != "num_points"})
 
 
 def test_auxiliary_net_is_left_out(exported: tuple[PFLD, Path], tmp_path: Path) -> None:

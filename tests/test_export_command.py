@@ -26,7 +26,7 @@ from pfld.data.normalize import model_input
 from pfld.data.readers import read_landmark_csv
 from pfld.data.schemes import ibug_68
 from pfld.data.transforms import build_eval_transform
-from pfld.inference import load_inference_model
+from pfld.inference import load_checkpoint
 from tests.conftest import EMBEDDED, ROOT, compose_config, readme_python
 
 #: Settings that keep a run to seconds: few latency runs, 32 calibration and 16 parity crops.
@@ -144,7 +144,7 @@ def test_pose_output_in_degrees(tiny_checkpoint: Path, tmp_path: Path, val_crops
     assert set(report["models"]["fp32"]["pose_mae_deg"]) == {"yaw", "pitch", "roll", "faces"}
     session = onnxruntime.InferenceSession(str(tmp_path / FP32_NAME), providers=["CPUExecutionProvider"])
     _, pose = session.run(["landmarks", "pose"], {"image": val_crops})
-    model, _ = load_inference_model(tiny_checkpoint, with_pose=True)
+    model, _ = load_checkpoint(tiny_checkpoint, with_pose=True)
     with torch.no_grad():
         _, radians = model.forward_with_pose(torch.from_numpy(val_crops))
     assert pose.shape == (32, 3) and np.abs(pose - np.degrees(radians.numpy())).max() < 1e-2

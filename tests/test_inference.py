@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pfld.inference import load_inference_model
+from pfld.inference import ModelSpec, load_checkpoint
 from pfld.module import PFLDModule
 from tests.conftest import OLD_DATA_DESCRIPTION, compose_train
 
@@ -20,10 +20,12 @@ def test_inference_model_from_checkpoint_drops_the_auxiliary_net(tmp_path):
     with torch.no_grad():
         for parameter in module.parameters():  # make the weights differ from a fresh initialisation
             parameter.add_(0.01 * torch.randn_like(parameter))
-    model, data = load_inference_model(_checkpoint(tmp_path, module))
+    model, spec = load_checkpoint(_checkpoint(tmp_path, module))
     assert model.auxiliary is None and not model.training
     assert not any(key.startswith("auxiliary.") for key in model.state_dict())
-    assert data == DATA
+    assert spec == ModelSpec.from_hparams(DATA) and spec.normalization_mode == "inter_ocular"  # old: no mode
+    hparams = spec.to_hparams() | {"coordinates": DATA["coordinates"]}  # the line's wording has changed since
+    assert hparams == DATA | {"normalization_mode": "inter_ocular"}
     images = torch.randn(2, 3, 112, 112)
     with torch.no_grad():
         torch.testing.assert_close(model(images), module.model.eval()(images))
@@ -33,9 +35,9 @@ def test_foreign_checkpoints_are_refused(tmp_path):
     path = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}}, path)
     with pytest.raises(ValueError, match="not a pfld training checkpoint"):
-        load_inference_model(path)
+        load_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
-        load_inference_model(tmp_path / "missing.ckpt")
+        load_checkpoint(tmp_path / "missing.ckpt")
 
 
 def test_module_refuses_a_model_for_other_data(tmp_path):

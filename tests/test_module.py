@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from pfld.data.attributes import FACE_CLASSES
 from pfld.metrics import PoseErrorMetric
 from pfld.module import PFLDModule
-from pfld.training import data_description
+from pfld.training import model_spec
 from tests.conftest import OLD_DATA_DESCRIPTION, compose_train
 
 OLD_DATA = OLD_DATA_DESCRIPTION
@@ -56,10 +56,10 @@ def test_unknown_normalization_mode_is_refused(tmp_path):
         _module(tmp_path, data=OLD_DATA | {"normalization_mode": "inter_eye"})
 
 
-def test_data_description_records_the_mode(tmp_path):
+def test_model_spec_records_the_mode(tmp_path):
     for mode in ("inter_ocular", "box"):
         cfg = compose_train(["debug=fast", f"data.normalization={mode}"], tmp_path)
-        description = data_description(instantiate(cfg.data))  # no setup needed
+        description = model_spec(instantiate(cfg.data)).to_hparams()  # no setup needed
         assert description["normalization"] == [36, 45]  # ibug68's eye corners, also for box
         assert description["normalization_mode"] == mode
 
@@ -101,7 +101,9 @@ def test_validation_logs_pose_errors_in_degrees(tmp_path):
     cfg = compose_train(["debug=fast", "data.batch_size=16"], tmp_path)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    module = PFLDModule(cfg.model, cfg.loss, cfg.optimizer, data_description(datamodule), cfg.scheduler)
+    module = PFLDModule(
+        cfg.model, cfg.loss, cfg.optimizer, model_spec(datamodule).to_hparams(), cfg.scheduler
+    )
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,

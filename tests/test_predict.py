@@ -53,7 +53,7 @@ def test_every_annotated_face_is_found_and_its_points_land_on_it(predictor: Pred
         assert (
             face.pose_source == "landmarks" and np.isfinite(face.pose).all()
         )  # the model has no pose output
-        assert abs(face.pose[0]) < 45 and abs(face.pose[1]) < 45 and abs(face.pose[2]) < 45
+        assert (abs(face.pose_deg) < 45).all()  # frontal faces; pose is in radians, pose_deg for people
 
 
 def test_refinement_brings_the_crop_to_the_training_policy(predictor: Predictor) -> None:

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from pfld.inference import load_inference_model
+from pfld.inference import load_checkpoint
 from pfld.training import train
 from tests.conftest import ROOT, compose_train
 
@@ -33,9 +33,9 @@ def test_train_resume_and_inference_model(tmp_path):
     state = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert state["epoch"] == 2 and state["global_step"] == 9  # continued, not restarted
 
-    model, data = load_inference_model(metrics["best_checkpoint"])
+    model, spec = load_checkpoint(metrics["best_checkpoint"])
     assert model.auxiliary is None and not model.training
-    assert data["input_size"] == 112 and data["normalization"] == [36, 45] and data["num_points"] == 68
+    assert spec.input_size == 112 and spec.normalization == (36, 45) and spec.num_points == 68
     with torch.no_grad():
         assert model(torch.zeros(2, 3, 112, 112)).shape == (2, 68, 2)
 
@@ -88,9 +88,9 @@ def test_rle_and_binned_pose_train_and_leave_inference_without_their_heads(tmp_p
     model_config = checkpoint["hyper_parameters"]["model"]
     assert model_config["uncertainty"] is True and model_config["pose_bins"] == 66
     assert any(k.startswith("loss.flow.") for k in checkpoint["state_dict"])
-    model, _ = load_inference_model(metrics["best_checkpoint"])
+    model, _ = load_checkpoint(metrics["best_checkpoint"])
     assert model.auxiliary is None and model.uncertainty is None
-    posed, _ = load_inference_model(metrics["best_checkpoint"], with_pose=True)
+    posed, _ = load_checkpoint(metrics["best_checkpoint"], with_pose=True)
     with torch.no_grad():
         landmarks, angles = posed.forward_with_pose(torch.zeros(1, 3, 112, 112))
     assert posed.auxiliary.bins == 66 and landmarks.shape == (1, 68, 2) and angles.shape == (1, 3)

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from pfld.atomic import atomic_write_text
@@ -42,28 +41,29 @@ from pfld.data.schemes.mapping import SchemeMapping, load_mapping
 from pfld.data.store import load_faces, save_faces
 from pfld.data.transforms import build_eval_transform
 from pfld.evaluation.predictions import predict
+from pfld.inference.models import LandmarkModel
 
 MANIFEST_FILE = "pseudo_labels.json"
-#: Data description entries the checkpoints of an ensemble must share.
-_SAME_DATA = ("input_size", "crop_scale", "mean", "std", "scheme", "num_points")
+#: `ModelSpec` entries the checkpoints of an ensemble must share.
+_SAME_SPEC = ("input_size", "crop_scale", "mean", "std", "scheme", "num_points")
 
 
 def pseudo_label(
     faces: FaceCache,
-    models: Sequence[torch.nn.Module],
-    data: dict[str, Any],
+    models: Sequence[LandmarkModel],
     threshold: float = 0.1,
     mapping: SchemeMapping | None = None,
     batch_size: int = 64,
 ) -> tuple[FaceCache, dict[str, Any]]:
-    """Label the missing points of ``faces`` with the mean prediction of ``models`` (whose checkpoints
-    share the data description ``data``).
+    """Label the missing points of ``faces`` with the mean prediction of ``models`` (which share the
+    `ModelSpec` entries `_SAME_SPEC`).
 
     ``mapping`` relates the faces' scheme to the model's (found from the faces' recorded scheme when
     None and the schemes differ). Returns the kept faces in the model's scheme and a summary: faces in,
     kept, dropped, the disagreement's median and 95th percentile, the threshold.
     """
-    target = load_scheme(str(data["scheme"]))
+    spec = models[0].spec
+    target = load_scheme(spec.scheme)
     source_name = faces.scheme or target.name
     if mapping is None and source_name != target.name:
         mapping = load_mapping(source_name, target.name)
@@ -73,12 +73,12 @@ def pseudo_label(
             f"faces from {faces.sources[0]}: {faces.num_points} points, but their scheme "
             f"{source.name!r} has {source.num_points}"
         )
-    if abs(faces.crop_scale - float(data["crop_scale"])) > 1e-6:
+    if abs(faces.crop_scale - spec.crop_scale) > 1e-6:
         raise ValueError(
             f"faces from {faces.sources[0]} were cut with crop_scale {faces.crop_scale}, the model was "
-            f"trained with {data['crop_scale']}: prepare them again with --crop-scale {data['crop_scale']}"
+            f"trained with {spec.crop_scale}: prepare them again with --crop-scale {spec.crop_scale}"
         )
-    predicted = _predict_pixels(faces, models, data, source, batch_size)
+    predicted = _predict_pixels(faces, models, source, batch_size)
     annotated = faces.landmarks.astype(np.float64)  # (N, S, 2)
     guessed = mapping.project(predicted) if mapping is not None else predicted.astype(np.float64)
     used = mapping.used if mapping is not None else np.ones(source.num_points, dtype=bool)
@@ -118,16 +118,14 @@ def pseudo_label(
 
 def _predict_pixels(
     faces: FaceCache,
-    models: Sequence[torch.nn.Module],
-    data: dict[str, Any],
+    models: Sequence[LandmarkModel],
     scheme: LandmarkScheme,
     batch_size: int,
 ) -> np.ndarray:
     """The models' mean points for every face, in the stored crops' pixels (the crops resized once)."""
-    size = int(data["input_size"])
-    dataset = LandmarkDataset(
-        faces.resized(size), build_eval_transform(size), scheme, data["mean"], data["std"]
-    )
+    spec = models[0].spec
+    size = spec.input_size
+    dataset = LandmarkDataset(faces.resized(size), build_eval_transform(size), scheme, spec.mean, spec.std)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     # (N, K, 2) in [0, 1] of the policy crop, averaged over the ensemble
     unit = np.mean([predict(model, loader)["predictions"].numpy() for model in models], axis=0)
@@ -158,19 +156,18 @@ def pseudo_label_split(
     """`pseudo_label` a prepared split with a checkpoint and write the result as a prepared split
     (``out``) with ``pseudo_labels.json`` beside it; returns that summary."""
     from pfld.data.schemes.mapping import read_mapping
-    from pfld.inference import load_inference_model
+    from pfld.inference import TorchLandmarkModel
 
     faces = load_faces(split)
-    loaded = [load_inference_model(c) for c in checkpoints]
-    data = loaded[0][1]
-    for checkpoint, (_, other) in zip(checkpoints, loaded, strict=True):
-        differ = sorted(k for k in _SAME_DATA if other.get(k) != data.get(k))
+    models = [TorchLandmarkModel.from_checkpoint(c, with_pose=False) for c in checkpoints]
+    for checkpoint, model in zip(checkpoints, models, strict=True):
+        differ = sorted(k for k in _SAME_SPEC if getattr(model.spec, k) != getattr(models[0].spec, k))
         if differ:
             raise ValueError(
                 f"{checkpoint}: its {differ} differ from {checkpoints[0]}'s; an ensemble needs the same"
             )
     chosen = read_mapping(mapping) if mapping is not None else None
-    labelled, summary = pseudo_label(faces, [m for m, _ in loaded], data, threshold, chosen)
+    labelled, summary = pseudo_label(faces, models, threshold, chosen)
     if not len(labelled):
         raise ValueError(
             f"{split}: every face disagrees with the model by more than {threshold} "

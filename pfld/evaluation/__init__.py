@@ -1,13 +1,14 @@
 """Evaluate a landmark model: predict over a loader, score (NME, FR, AUC, by group, head pose), draw
 (CED curve, worst and median faces) and write the report; `evaluate` does it for a checkpoint.
 
-Modules: `predictions` (any predictor: a module, a PFLD with its pose net, later an ONNX session),
-`scores`, `figures`, `report` (what training and `evaluate.py` write), `checkpoint` (the entry's work).
+Modules: `predictions` (any `pfld.inference.LandmarkModel`: PyTorch, onnxruntime, a phone runtime),
+`scores`, `figures`, `report` (`score`, and what training and `evaluate.py` write), `checkpoint` (the
+entry's work).
 """
 
 from pfld.evaluation.figures import face_grid, figure_pixels, worst_and_median
-from pfld.evaluation.predictions import Predictor, pose_predictor, predict
-from pfld.evaluation.report import write_report
+from pfld.evaluation.predictions import predict
+from pfld.evaluation.report import score, scored, write_report
 from pfld.evaluation.scores import (
     face_errors,
     face_groups,
@@ -19,7 +20,6 @@ from pfld.evaluation.scores import (
 )
 
 __all__ = [
-    "Predictor",
     "face_errors",
     "face_grid",
     "face_groups",
@@ -28,8 +28,9 @@ __all__ = [
     "metrics_table",
     "nme_by_group",
     "pose_mae",
-    "pose_predictor",
     "predict",
+    "score",
+    "scored",
     "summarize",
     "worst_and_median",
     "write_report",

@@ -10,33 +10,33 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, open_dict
 
 from pfld.data.datamodule import LandmarkDataModule
-from pfld.evaluation.predictions import pose_predictor
 from pfld.evaluation.report import write_report
 from pfld.evaluation.scores import metrics_table
-from pfld.module import PFLDModule
+from pfld.inference import ModelSpec, TorchLandmarkModel, load_checkpoint
 
 #: Input settings a checkpoint fixes (its data description); the data config's values are replaced.
 INPUT_KEYS: tuple[str, ...] = ("input_size", "crop_scale", "mean", "std")
 
 
-def check_compatible(description: dict[str, Any], data: DictConfig, checkpoint: str) -> None:
+def check_compatible(spec: ModelSpec, data: DictConfig, checkpoint: str) -> None:
     """Refuse a data set whose points differ from the checkpoint's (count, then scheme name)."""
     scheme = instantiate(data.scheme)
-    if description["num_points"] != scheme.num_points:
+    if spec.num_points != scheme.num_points:
         raise ValueError(
-            f"{checkpoint} predicts {description['num_points']} points ({description.get('scheme')}) but the "
+            f"{checkpoint} predicts {spec.num_points} points ({spec.scheme}) but the "
             f"data's scheme {scheme.name!r} has {scheme.num_points}: choose a data set with the checkpoint's "
             "scheme (data=<name>)"
         )
-    if description.get("scheme", scheme.name) != scheme.name:
+    if spec.scheme != scheme.name:
         raise ValueError(
-            f"{checkpoint} was trained on scheme {description['scheme']!r} but the data's is {scheme.name!r}"
+            f"{checkpoint} was trained on scheme {spec.scheme!r} but the data's is {scheme.name!r}"
         )
 
 
-def adopt_input(data: DictConfig, description: dict[str, Any]) -> None:
+def adopt_input(data: DictConfig, spec: ModelSpec) -> None:
     """Set the data config's input size, crop scale, mean and std to the checkpoint's (with a message
     for each that changes): the model was trained on those crops."""
+    description = spec.to_hparams()
     with open_dict(data):
         for key in INPUT_KEYS:
             value, current = description[key], data.get(key)
@@ -54,27 +54,22 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     Returns `summarize`'s dict with ``checkpoint`` and ``normalization`` added.
     """
     checkpoint = str(cfg.ckpt)
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
-    module = PFLDModule.load_from_checkpoint(checkpoint, map_location="cpu")
-    description = dict(module.hparams.data)
-    check_compatible(description, cfg.data, checkpoint)
-    adopt_input(cfg.data, description)
+    model = TorchLandmarkModel(*load_checkpoint(checkpoint, with_pose=None))
+    spec = model.spec
+    check_compatible(spec, cfg.data, checkpoint)
+    adopt_input(cfg.data, spec)
     datamodule: LandmarkDataModule = instantiate(cfg.data)
     datamodule.setup("validate")
     folder = Path(cfg.out)
     summary = write_report(
-        pose_predictor(module.model),
+        model,
         datamodule.val_dataloader(),
-        module.normalization,
+        spec.nme_normalization,
         folder,
         subsets=datamodule.val_subsets,
         threshold=cfg.failure_threshold,
     )
-    summary |= {
-        "checkpoint": checkpoint,
-        "normalization": getattr(module, "normalization_mode", "inter_ocular"),
-    }
+    summary |= {"checkpoint": checkpoint, "normalization": spec.normalization_mode}
     (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = metrics_table(summary)
     (folder / "metrics.md").write_text(f"# {checkpoint}\n\n{table}\n")

@@ -7,18 +7,46 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
+import torch
 from torch.utils.data import DataLoader
 
 from pfld.data.preview import save_rgb
 from pfld.evaluation.figures import face_grid
-from pfld.evaluation.predictions import Predictor, predict
+from pfld.evaluation.predictions import predict
 from pfld.evaluation.scores import face_errors, face_groups, group_table, summarize
+from pfld.inference.models import LandmarkModel
 from pfld.metrics import Normalization, plot_ced, scored_nmes
 
 
+def scored(
+    model: LandmarkModel,
+    loader: DataLoader,
+    normalization: Normalization,
+    threshold: float = 0.10,
+    subsets: Mapping[str, np.ndarray] | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+    """Predict over ``loader`` and score: `predict`'s output, each face's NME (N,), the groups
+    (`face_groups`; ``subsets`` e.g. the datamodule's ``val_subsets``) and `summarize`'s dict (NME, FR
+    and AUC at ``threshold``, face counts, NME by group, pose error when the model gives angles)."""
+    out = predict(model, loader)
+    errors = face_errors(out, normalization)  # (N,)
+    groups = face_groups(out, loader.dataset.faces, subsets)
+    return out, errors, groups, summarize(out, errors, groups, threshold)
+
+
+def score(
+    model: LandmarkModel,
+    loader: DataLoader,
+    normalization: Normalization,
+    threshold: float = 0.10,
+    subsets: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """`scored`'s summary alone (what export reports for every format)."""
+    return scored(model, loader, normalization, threshold, subsets)[-1]
+
+
 def write_report(
-    model: nn.Module | Predictor,
+    model: LandmarkModel,
     loader: DataLoader,
     normalization: Normalization,
     folder: str | Path,
@@ -26,17 +54,14 @@ def write_report(
     subsets: Mapping[str, np.ndarray] | None = None,
     threshold: float = 0.10,
 ) -> dict[str, Any]:
-    """Predict over ``loader`` (unshuffled, evaluation transform), then write ``<name>_ced.png`` (CED of
-    all faces and of each subset), ``<name>_predictions.png`` (the worst and the median faces) and
-    ``<name>_groups.md`` (NME by group, see `face_groups`).
+    """Score ``model`` over ``loader`` (unshuffled, evaluation transform; see `scored`), then write
+    ``<name>_ced.png`` (CED of all faces and of each subset), ``<name>_predictions.png`` (the worst and
+    the median faces) and ``<name>_groups.md`` (NME by group, see `face_groups`).
 
-    ``subsets``: name -> (N,) bool, e.g. the datamodule's ``val_subsets``. Returns `summarize`'s dict.
+    Returns `summarize`'s dict.
     """
     folder = Path(folder)
-    out = predict(model, loader)
-    errors = face_errors(out, normalization)  # (N,)
-    groups = face_groups(out, loader.dataset.faces, subsets)
-    summary = summarize(out, errors, groups, threshold)
+    out, errors, groups, summary = scored(model, loader, normalization, threshold, subsets)
     curves = {
         label: scored_nmes(errors[member])
         for label, member in groups.items()

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pfld.inference.models import load_landmark_model
 from pfld.predict.box_mapping import DLIB_HOG_MAPPING
 from pfld.predict.detector import DlibHogDetector
 from pfld.predict.drawing import draw_faces
-from pfld.predict.models import load_landmark_model
 from pfld.predict.pipeline import FacePrediction, Predictor
 from pfld.predict.smoothing import LandmarkSmoother
 from pfld.predict.sources import VideoFrames, expand_inputs, is_video, read_photo
@@ -74,9 +74,9 @@ def describe(name: str, faces: list[FacePrediction]) -> str:
     if not faces:
         return f"{name}: no face found"
     poses = [
-        "yaw {:+d}, pitch {:+d}, roll {:+d}".format(*(round(float(v)) + 0 for v in f.pose))
+        "yaw {:+d}, pitch {:+d}, roll {:+d}".format(*(round(float(v)) + 0 for v in f.pose_deg))
         for f in faces
-        if f.pose is not None and np.isfinite(f.pose).all()
+        if f.pose_deg is not None
     ]
     return f"{name}: {len(faces)} face{'s' if len(faces) > 1 else ''}" + (
         f" ({'; '.join(poses)})" if poses else ""

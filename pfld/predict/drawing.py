@@ -29,17 +29,17 @@ def draw_face(image: np.ndarray, face: FacePrediction, thickness: int | None = N
     cv2.rectangle(image, (x0, y0), (x1, y1), BOX, thickness)
     for x, y in face.landmarks:
         cv2.circle(image, (round(float(x)), round(float(y))), radius, POINT, -1, cv2.LINE_AA)
-    if face.pose is not None and np.isfinite(face.pose).all():
+    degrees = face.pose_deg
+    if degrees is not None:
         origin = face.landmarks.mean(axis=0)
-        for direction, colour in zip(pose_axes(*face.pose), AXES, strict=True):
+        for direction, colour in zip(pose_axes(*degrees), AXES, strict=True):
             tip = origin + direction * side / 3
             cv2.arrowedLine(
                 image, tuple(np.round(origin).astype(int)), tuple(np.round(tip).astype(int)), colour,
                 thickness + 1, cv2.LINE_AA, tipLength=0.15,
             )  # fmt: skip
         label = " ".join(
-            f"{n[0]}{round(float(v)) + 0:+d}"
-            for n, v in zip(("yaw", "pitch", "roll"), face.pose, strict=True)
+            f"{n[0]}{round(float(v)) + 0:+d}" for n, v in zip(("yaw", "pitch", "roll"), degrees, strict=True)
         )
         cv2.putText(image, label, (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, max(0.4, side / 600), BOX,
                     thickness, cv2.LINE_AA)  # fmt: skip

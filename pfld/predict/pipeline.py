@@ -11,9 +11,9 @@ import numpy as np
 from pfld.data.attributes import fit_angles
 from pfld.data.crop import cut_square, from_unit, image_points, square_box, square_from_box
 from pfld.data.schemes import LandmarkScheme, available_schemes, load_scheme
+from pfld.inference.models import LandmarkModel
 from pfld.predict.box_mapping import DLIB_HOG_MAPPING, BoxMapping
 from pfld.predict.detector import Detection, FaceDetector
-from pfld.predict.models import LandmarkModel
 
 ANGLE_NAMES = ("yaw", "pitch", "roll")
 
@@ -22,8 +22,8 @@ ANGLE_NAMES = ("yaw", "pitch", "roll")
 class FacePrediction:
     """One face: the detector's ``box`` and ``score``, the ``crop`` (centre_x, centre_y, side) the model
     saw last, ``landmarks`` (K, 2) in 0-based photo pixels, and ``pose`` (3,) yaw, pitch, roll in
-    degrees (None when unknown) with where it came from: the model's pose output or a fit to the
-    predicted landmarks."""
+    radians (None when unknown; `pose_deg` for people) with where it came from: the model's pose output
+    or a fit to the predicted landmarks."""
 
     box: np.ndarray
     score: float
@@ -32,10 +32,18 @@ class FacePrediction:
     pose: np.ndarray | None = None
     pose_source: str | None = None
 
+    @property
+    def pose_deg(self) -> np.ndarray | None:
+        """(3,) yaw, pitch, roll in degrees, or None when the pose is unknown (or not finite)."""
+        if self.pose is None or not np.isfinite(self.pose).all():
+            return None
+        return np.rad2deg(self.pose)
+
     def to_json(self) -> dict[str, Any]:
+        degrees = self.pose_deg
         pose = None
-        if self.pose is not None and np.isfinite(self.pose).all():
-            pose = {name: round(float(v), 2) for name, v in zip(ANGLE_NAMES, self.pose, strict=True)}
+        if degrees is not None:
+            pose = {name: round(float(v), 2) for name, v in zip(ANGLE_NAMES, degrees, strict=True)}
         return {
             "box": [round(float(v), 2) for v in self.box],
             "score": round(self.score, 4),
@@ -122,10 +130,8 @@ class Predictor:
                 face.pose, face.pose_source = pose[i], "model"
             elif self.scheme is not None:
                 crop_points = from_unit(units[i], spec.input_size)
-                face.pose, face.pose_source = (
-                    fit_angles(crop_points, self.scheme, float(spec.input_size)),
-                    "landmarks",
-                )
+                fitted = fit_angles(crop_points, self.scheme, float(spec.input_size))  # degrees
+                face.pose, face.pose_source = np.deg2rad(fitted), "landmarks"
             faces.append(face)
         return faces
 

@@ -31,6 +31,8 @@ from pfld.module import PFLDModule
 from pfld.training import model_spec, train
 from tests.conftest import EMBEDDED, compose_train
 
+pytestmark = pytest.mark.slow  # two processes each (ddp_spawn); the fit trains
+
 FACES = 40  # divisible by the 2 processes: no padded, repeated faces
 BATCH = 8  # 20 faces per process: batches of 8, 8 and 4
 METRICS = ("val/nme", "val/failure_rate", "val/auc", "val/yaw_mae", "val/pitch_mae", "val/roll_mae")

@@ -22,6 +22,7 @@ def checkpoint(tiny_checkpoint: Path) -> Path:
     return tiny_checkpoint
 
 
+@pytest.mark.slow
 def test_evaluate_writes_metrics_table_and_pictures(checkpoint, tmp_path):
     summary = evaluate(compose_evaluate([f"ckpt={checkpoint}", "data.num_workers=0"], tmp_path))
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -41,6 +42,7 @@ def test_evaluate_writes_metrics_table_and_pictures(checkpoint, tmp_path):
         assert (tmp_path / picture).stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_evaluate_reports_each_validation_source(checkpoint, tmp_path):
     cfg = compose_evaluate(
         [f"ckpt={checkpoint}", "data.num_workers=0", "out=" + str(tmp_path / "x")], tmp_path
@@ -57,6 +59,7 @@ def test_evaluate_reports_each_validation_source(checkpoint, tmp_path):
     assert "| subset:challenging | 160 |" in (tmp_path / "x" / "metrics.md").read_text()
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_data_with_other_points(checkpoint, tmp_path):
     # WFLW has 98 points; the refusal comes before its (absent) prepared folders are read
     with pytest.raises(ValueError, match="predicts 68 points .* has 98"):

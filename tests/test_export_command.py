@@ -29,6 +29,8 @@ from pfld.data.transforms import build_eval_transform
 from pfld.inference import load_checkpoint
 from tests.conftest import EMBEDDED, ROOT, compose_config, readme_python
 
+pytestmark = pytest.mark.slow  # every test needs the checkpoint trained by tiny_checkpoint
+
 #: Settings that keep a run to seconds: few latency runs, 32 calibration and 16 parity crops.
 FAST = [
     "data.num_workers=0",

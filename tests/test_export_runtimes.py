@@ -15,6 +15,7 @@ from tests.conftest import EMBEDDED, readme_python
 from tests.test_export_command import export_config, readme_recipe
 
 pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.slow  # every test needs the checkpoint trained by tiny_checkpoint
 
 
 def _installed(*modules: str) -> bool:

@@ -12,6 +12,7 @@ from pfld.training import train
 from tests.conftest import TINY_TRAINING, compose_train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_training_stops_at_the_batch_whose_loss_is_not_finite(bad, tmp_path, monkeypatch):
     from pfld.losses import L1Loss  # the default loss (conf/loss/l1.yaml)

@@ -267,6 +267,7 @@ def test_a_bad_mtfl_attribute_row_is_refused_naming_the_line(tmp_path, five, emb
         read_mtfl(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_68_point_model_trains_on_68_point_and_five_point_faces(tmp_path, five, embedded_shapes, capsys):
     """`python -m data mtfl` cuts five-point faces like 68-point ones; a run given both trains through
     the derived points, keeps the other faces' profile classes, and validates on the 68 points."""
@@ -330,6 +331,7 @@ def test_concatenating_faces_with_and_without_a_pose_flag_keeps_profile_classes(
     assert profile.tolist() == [1, 1, 1, 0], "the yaw-45 face stays profile, the yaw-5 one frontal"
 
 
+@pytest.mark.slow
 def test_pseudo_labels_fill_the_missing_points_keep_the_annotated_ones_and_drop_disagreeing_faces(
     tmp_path, tiny_checkpoint, five, embedded_shapes
 ):
@@ -378,6 +380,7 @@ def test_train_shares_set_each_sources_share_of_the_batches(tmp_path, five, embe
         LandmarkDataModule(train=sources, scheme=IBUG, train_shares=[1])
 
 
+@pytest.mark.slow
 def test_distillation_adds_an_l1_loss_towards_the_teacher_points_a_pseudo_labelled_split_carries(
     tmp_path, tiny_checkpoint
 ):

@@ -148,6 +148,7 @@ def test_command_writes_json_and_a_picture(tmp_path: Path) -> None:
     assert picture.shape == (486, 640, 3) and (picture != cv2.imread(str(photo))).any()
 
 
+@pytest.mark.slow
 def test_checkpoint_models_give_pose_from_their_pose_net(tiny_checkpoint: Path) -> None:
     model = load_landmark_model(tiny_checkpoint)
     assert model.has_pose and model.spec.input_size == 112 and model.spec.num_points == 68

@@ -138,6 +138,7 @@ def _prepared_split(folder: Path) -> str:
     return f"[{{_target_:pfld.data.store.load_faces,_partial_:true,folder:'{folder}'}}]"
 
 
+@pytest.mark.slow
 def test_training_runs_on_prepared_wflw_by_choosing_data_wflw(tmp_path):
     from pfld.training import train
     from tests.conftest import compose_train
@@ -148,6 +149,7 @@ def test_training_runs_on_prepared_wflw_by_choosing_data_wflw(tmp_path):
     assert np.isfinite(metrics["val/nme"]) and metrics["val/nme_mean_shape"] > 0
 
 
+@pytest.mark.slow
 def test_training_on_partially_labelled_faces_without_pose(tmp_path, capsys):
     """kaggle15 with holes; the five-point scheme has no pose points, so the pose branch goes off."""
     from pfld.training import train

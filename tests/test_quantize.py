@@ -44,7 +44,8 @@ def crops(embedded_dir: Path) -> LandmarkDataset:
 
 @pytest.fixture(scope="module")
 def fp32(crops: LandmarkDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 0.25X PFLD fitted for a few Adam steps on the crops (so outputs sit in [0, 1]), exported."""
+    """A 0.25X PFLD fitted for a few Adam steps on the crops (so outputs sit in [0, 1]), exported. It
+    trains: the tests that use it (or `int8`) are slow."""
     model = tiny_model().train()
     images = model_input(torch.stack([crops[i]["image"] for i in range(len(crops))]))  # (N, 3, S, S)
     targets = torch.stack([crops[i]["landmarks"] for i in range(len(crops))])  # (N, K, 2)
@@ -105,6 +106,7 @@ def test_reader_feeds_the_input_name_and_rewinds() -> None:
         ImageCalibrationReader([np.zeros((3, SIZE, SIZE), np.uint8)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["arm", "x86"])
 def test_int8_runs_close_to_fp32_and_is_smaller(
     fp32: Path, int8: dict[str, Path], crops: LandmarkDataset, target: str
@@ -126,6 +128,7 @@ def test_int8_runs_close_to_fp32_and_is_smaller(
     assert sizes[1] < sizes[0]
 
 
+@pytest.mark.slow
 def test_int8_keeps_the_metadata(int8: dict[str, Path]) -> None:
     metadata = read_metadata(int8["arm"])
     settings = metadata.pop(QUANTIZATION_KEY)
@@ -140,6 +143,7 @@ def test_int8_keeps_the_metadata(int8: dict[str, Path]) -> None:
     assert json.loads(onnx.load(str(int8["x86"])).metadata_props[-1].value)["target"] == "x86"
 
 
+@pytest.mark.slow
 def test_x86_uses_unsigned_activations_and_arm_signed(int8: dict[str, Path]) -> None:
     def activation_zero_point_type(path: Path) -> int:
         model = onnx.load(str(path))
@@ -151,6 +155,7 @@ def test_x86_uses_unsigned_activations_and_arm_signed(int8: dict[str, Path]) -> 
     assert activation_zero_point_type(int8["x86"]) == onnx.TensorProto.UINT8
 
 
+@pytest.mark.slow
 def test_excluded_nodes_stay_float(fp32: Path, crops: LandmarkDataset, tmp_path: Path) -> None:
     excluded = first_and_last_nodes(fp32)
     graph = onnx.load(str(fp32)).graph
@@ -173,6 +178,7 @@ def test_excluded_nodes_stay_float(fp32: Path, crops: LandmarkDataset, tmp_path:
     assert any(producers.get(i) == "DequantizeLinear" for i in quantised.input)
 
 
+@pytest.mark.slow
 def test_refusals_leave_no_file(fp32: Path, crops: LandmarkDataset, tmp_path: Path) -> None:
     out = tmp_path / "bad.onnx"
     with pytest.raises(ValueError, match="not in the"):
@@ -220,6 +226,7 @@ def _activation_scales(path: Path) -> dict[str, float]:
     }
 
 
+@pytest.mark.slow
 def test_entropy_calibration_is_not_minmax_in_disguise(
     fp32: Path, int8: dict[str, Path], crops: LandmarkDataset, tmp_path: Path
 ) -> None:

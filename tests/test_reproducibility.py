@@ -20,6 +20,8 @@ import torch
 from pfld.training import train
 from tests.conftest import ROOT, TINY_TRAINING, compose_train
 
+pytestmark = pytest.mark.slow  # every test trains
+
 
 def test_the_same_seed_gives_the_same_first_epoch(tmp_path):
     """Two runs with seed 42 log the same losses and metrics (to 1e-6); seed 43 does not (the check
@@ -85,7 +87,6 @@ def _kill_mid_epoch_1(folder: Path, timeout: float = 300.0) -> None:
     reader.join(timeout=10)
 
 
-@pytest.mark.slow
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     uninterrupted = train(compose_train(SHORT_RUN, tmp_path / "uninterrupted"))
     whole = _checkpoint(tmp_path / "uninterrupted")

@@ -60,6 +60,7 @@ def tensorboard_image_tags(folder: Path) -> list[str]:
     return tags
 
 
+@pytest.mark.slow
 def test_validation_plots_reach_every_logger(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")  # wandb's own calls run, nothing is written
     RecordingLogger.received = []

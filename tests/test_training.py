@@ -1,4 +1,5 @@
-"""Training runs on the embedded sample: a fast_dev_run always; real epochs, resume and a multirun when slow."""
+"""Training runs on the embedded sample: a fast_dev_run, real epochs, resume and a multirun (slow: they
+train); config refusals fast."""
 
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from tests.conftest import ROOT, compose_train
 SMALL = ["logger=csv", "data.num_workers=0", "data.batch_size=32", "trainer.limit_train_batches=3"]
 
 
+@pytest.mark.slow
 def test_fast_dev_run(tmp_path):
     metrics = train(compose_train(["debug=fast"], tmp_path))
     assert 0 < metrics["val/nme"] < 10 and metrics["val/nme_mean_shape"] > 0
@@ -55,6 +57,7 @@ def test_train_py_multirun(tmp_path):
     assert result.stdout.count("val/nme") >= 2
 
 
+@pytest.mark.slow
 def test_bf16_mixed_on_a_cpu_trains(tmp_path):
     """`trainer=cpu_bf16`: one step and one validation batch under bf16 autocast, finite metrics."""
     metrics = train(compose_train(["debug=fast", "trainer=cpu_bf16", "data.batch_size=8"], tmp_path))
@@ -69,6 +72,7 @@ def test_gpu_trainer_config_composes_and_passes_the_checks(tmp_path):
     check_train_config(cfg)
 
 
+@pytest.mark.slow
 def test_rle_and_binned_pose_train_and_leave_inference_without_their_heads(tmp_path):
     """The loss family's extra parts: RLE's scale head and flow, Hopenet's binned pose net. Trained, resumed
     from the checkpoint's own hyper-parameters, and left out of the inference model (pose kept on demand)."""
@@ -104,6 +108,7 @@ def test_a_loss_that_needs_other_model_settings_says_which(tmp_path):
         train(cfg)
 
 
+@pytest.mark.slow
 def test_a_class_without_training_faces_is_named_when_the_loss_balances_classes(tmp_path, capsys):
     train(
         compose_train(["debug=fast", "loss=pose_balance", "loss.balance=reciprocal"], tmp_path / "balanced")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pfld.module import PFLDModule
@@ -46,6 +47,7 @@ def test_matching_weights_are_loaded_and_the_output_layer_reinitialised(tmp_path
     )
 
 
+@pytest.mark.slow
 def test_training_from_another_point_count_starts_a_fresh_run(tmp_path, capsys):
     path, _ = _wflw_checkpoint(tmp_path)
     train(compose_train([*TINY_TRAINING, f"init_from={path}"], tmp_path / "run"))

@@ -26,9 +26,11 @@ def test_every_config_option_composes(override, tmp_path):
 
 
 def test_default_config_builds_its_parts(tmp_path):
+    from pfld.models.auxiliary import AuxiliaryPoseNet
+
     cfg = compose_train([], tmp_path)
     model = instantiate(cfg.model)
-    assert model.num_points == 68 and model.auxiliary is not None
+    assert model.num_points == 68 and type(model.auxiliary) is AuxiliaryPoseNet  # the separate pose net
     assert type(instantiate(cfg.loss)).__name__ == "L1Loss"  # chosen on validation NME, see README
     assert type(instantiate(compose_train(["loss=pfld"], tmp_path).loss)).__name__ == "PFLDLoss"
     datamodule = instantiate(cfg.data)

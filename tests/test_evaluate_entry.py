@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 from pfld.evaluation.checkpoint import evaluate
 from tests.conftest import ROOT, compose_config
@@ -22,12 +22,31 @@ def checkpoint(tiny_checkpoint: Path) -> Path:
     return tiny_checkpoint
 
 
+def validation_metrics(checkpoint: Path, tmp_path: Path) -> dict[str, float]:
+    """The checkpoint's training-time validation metrics (`PFLDModule` under Lightning's validate) on the
+    sample's 160 validation faces: what `evaluate`, another code path, must reproduce."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from pfld.module import PFLDModule
+    from tests.conftest import compose_train
+
+    module = PFLDModule.load_from_checkpoint(checkpoint, map_location="cpu")
+    datamodule = instantiate(compose_train(["data.num_workers=0"], tmp_path).data)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    return trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+
+
 @pytest.mark.slow
 def test_evaluate_writes_metrics_table_and_pictures(checkpoint, tmp_path):
     summary = evaluate(compose_evaluate([f"ckpt={checkpoint}", "data.num_workers=0"], tmp_path))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["faces"] == summary["faces"] == 160 and saved["unscored"] == 0
-    assert 0 < saved["nme"] < 10 and 0 <= saved["failure_rate"] <= 1 and 0 <= saved["auc"] <= 1
+    validated = validation_metrics(checkpoint, tmp_path / "validate")
+    for key in ("nme", "failure_rate", "auc"):
+        assert saved[key] == pytest.approx(validated[f"val/{key}"], rel=1e-5, abs=1e-6), key
     assert saved["by_group"]["all"]["faces"] == 160 and saved["checkpoint"] == str(checkpoint)
     assert set(saved["pose_mae_deg"]) == {
         "yaw",
@@ -68,10 +87,20 @@ def test_evaluate_refuses_data_with_other_points(checkpoint, tmp_path):
         evaluate(compose_evaluate([f"ckpt={tmp_path / 'none.ckpt'}"], tmp_path))
 
 
+#: Each data set's scheme and point count.
+SCHEMES = {
+    "embedded": ("ibug68", 68),
+    "300w": ("ibug68", 68),
+    "wflw": ("wflw98", 98),
+    "shared": ("ibug68", 68),
+}
+
+
 def test_evaluate_config_composes_with_every_data_set(tmp_path):
-    for data in ("embedded", "300w", "wflw", "shared"):
+    for data, scheme in SCHEMES.items():
         cfg = compose_evaluate(["ckpt=x.ckpt", f"data={data}"], tmp_path)
-        assert cfg.out == str(tmp_path) and OmegaConf.select(cfg, "data.scheme") is not None
+        assert cfg.out == str(tmp_path)
+        assert (cfg.data.scheme.name_or_path, cfg.data.num_points) == scheme
 
 
 @pytest.mark.slow
@@ -80,4 +109,5 @@ def test_evaluate_py_runs(checkpoint, tmp_path):
     command += [f"paths.log_dir={tmp_path / 'logs'}", "data.num_workers=0"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| NME |" in result.stdout and (tmp_path / "metrics.json").is_file()
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert "| NME |" in result.stdout and saved["faces"] == 160 and saved["checkpoint"] == str(checkpoint)

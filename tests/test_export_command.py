@@ -64,7 +64,8 @@ def test_writes_both_models_and_a_report(exported: tuple[dict[str, Any], Path]) 
         p.name for p in folder.iterdir()
     }
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["int8/nme"] == report["models"]["int8"]["nme"] and "gate/passed" in metrics
+    assert metrics["int8/nme"] == report["models"]["int8"]["nme"]
+    assert metrics["gate/passed"] == report["gate"]["passed"]
     assert json.loads((folder / "report.json").read_text()) == json.loads(json.dumps(report))
     models = report["models"]
     assert models["pytorch"]["faces"] == models["fp32"]["faces"] == models["int8"]["faces"] == 160
@@ -133,7 +134,8 @@ def test_gate_fails_with_a_bad_threshold(tiny_checkpoint: Path, tmp_path: Path) 
     report = json.loads((tmp_path / "report.json").read_text())
     assert not report["gate"]["passed"] and report["gate"]["advice"]
     assert "**FAILED**" in (tmp_path / "report.md").read_text()
-    assert (tmp_path / INT8_NAME).is_file()  # kept, for the user to inspect
+    kept = read_metadata(tmp_path / INT8_NAME)  # kept, for the user to inspect: a whole, described model
+    assert kept[QUANTIZATION_KEY]["target"] == "arm" and kept["pfld.num_landmarks"] == 68
 
 
 def test_pose_output_in_degrees(tiny_checkpoint: Path, tmp_path: Path, val_crops: np.ndarray) -> None:

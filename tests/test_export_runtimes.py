@@ -103,6 +103,8 @@ def test_a_missing_runtime_is_named_with_its_install_command_and_the_others_are_
 ):
     import builtins
 
+    from export.onnx_export import read_metadata
+
     real_import = builtins.__import__
 
     def no_mnn(name, *args, **kwargs):
@@ -115,5 +117,6 @@ def test_a_missing_runtime_is_named_with_its_install_command_and_the_others_are_
         export_config(tiny_checkpoint, tmp_path, "formats=[onnx,mnn]", "quantize.enabled=false")
     )
     assert "pip install -e '.[mnn]'" in report["formats_failed"]["mnn"]
-    assert (tmp_path / "model.onnx").is_file() and not list(tmp_path.glob("*.mnn"))
+    assert read_metadata(tmp_path / "model.onnx")["pfld.num_landmarks"] == 68
+    assert not list(tmp_path.glob("*.mnn"))
     assert set(report["models"]) == {"pytorch", "fp32"}

@@ -286,7 +286,7 @@ def test_a_68_point_model_trains_on_68_point_and_five_point_faces(tmp_path, five
         f"csv_path:'{csv}'}},{{_target_:pfld.data.store.load_faces,_partial_:true,folder:'{mtfl}'}}]"
     )
     metrics = train(compose_train([*TINY_TRAINING, train_sources, "validate_best=true"], tmp_path / "run"))
-    assert np.isfinite(metrics["val/nme"])
+    assert metrics["val/nme"] == pytest.approx(metrics["val/nme_mean_shape"], rel=0.3)  # two steps
     assert "five_point faces mapped to ibug68 (2 derived points)" in capsys.readouterr().out
 
 
@@ -355,7 +355,7 @@ def test_pseudo_labels_fill_the_missing_points_keep_the_annotated_ones_and_drop_
     assert np.isfinite(faces.angles).all(), "completed faces get Euler angles"
     median = summary["disagreement_median"]
     strict = prepare_main([*args[:-1], str(tmp_path / "strict"), "--threshold", str(median)])
-    assert 0 < strict["dropped"] < 12 and strict["kept"] + strict["dropped"] == 12
+    assert strict["dropped"] == strict["kept"] == 6, "at the median threshold, half the faces go"
     with pytest.raises(ValueError, match="every face disagrees"):
         prepare_main([*args[:-1], str(tmp_path / "none"), "--threshold", "0"])
 
@@ -422,4 +422,4 @@ def test_distillation_adds_an_l1_loss_towards_the_teacher_points_a_pseudo_labell
     torch.testing.assert_close(with_teacher - without, expected)
 
     metrics = train(compose_train([*TINY_TRAINING, f"data.train=[{{_target_:pfld.data.store.load_faces,_partial_:true,folder:'{out}'}}]", "distill_weight=1.0"], tmp_path / "run"))  # fmt: skip
-    assert np.isfinite(metrics["val/nme"])
+    assert metrics["val/nme"] == pytest.approx(metrics["val/nme_mean_shape"], rel=0.3)  # two steps

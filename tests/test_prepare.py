@@ -146,7 +146,9 @@ def test_training_runs_on_prepared_wflw_by_choosing_data_wflw(tmp_path):
     prepare_main(["wflw", "--root", str(DATA / "wflw"), "--out", str(tmp_path / "data" / "wflw")])
     overrides = ["data=wflw", "debug=fast", f"paths.data_dir={tmp_path / 'data'}", "data.batch_size=2"]
     metrics = train(compose_train(overrides, tmp_path / "run"))
-    assert np.isfinite(metrics["val/nme"]) and metrics["val/nme_mean_shape"] > 0
+    # One step from the mean shape of the one training face, scored on 2 of the 3 test faces (measured:
+    # 1.34 times the mean shape's NME on the 3; not started at the mean shape: 5.3 times).
+    assert metrics["val/nme"] == pytest.approx(metrics["val/nme_mean_shape"], rel=0.6)
 
 
 @pytest.mark.slow
@@ -167,7 +169,9 @@ def test_training_on_partially_labelled_faces_without_pose(tmp_path, capsys):
         f"data.val={split}",
     ]
     metrics = train(compose_train(["debug=fast", *data, "validate_best=true"], tmp_path / "run"))
-    assert np.isfinite(metrics["val/nme"]), "faces with holes are scored on their labelled points"
+    assert metrics["val/nme"] == pytest.approx(metrics["val/nme_mean_shape"], rel=0.3), (
+        "faces with holes are scored on their labelled points"
+    )
 
     five = tmp_path / "five.yaml"
     five.write_text("name: five\nnum_points: 15\neye_corners: [1, 0]\nflip_pairs: [[1, 0], [5, 3]]\n")
@@ -183,7 +187,8 @@ def test_training_on_partially_labelled_faces_without_pose(tmp_path, capsys):
     )
     metrics = train(cfg)  # the pose factor has no angles to read: switched off, said so, a finite loss
     assert "loss.pose_factor=truth is set to none" in capsys.readouterr().out
-    assert cfg.loss.pose_factor == "none" and cfg.loss.pose_weight == 0.0 and np.isfinite(metrics["val/nme"])
+    assert cfg.loss.pose_factor == "none" and cfg.loss.pose_weight == 0.0
+    assert metrics["val/nme"] == pytest.approx(metrics["val/nme_mean_shape"], rel=0.3)
 
 
 def test_python_m_data_runs_from_the_repository_root(tmp_path):
@@ -195,4 +200,11 @@ def test_python_m_data_runs_from_the_repository_root(tmp_path):
     command = [sys.executable, "-m", "data", "300w", "--root", str(DATA / "300w"), "--out", str(tmp_path)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "prepared" in result.stdout and (tmp_path / MANIFEST_FILE).is_file()
+    assert "prepared" in result.stdout
+    manifest = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    assert manifest["complete"] and manifest["settings"]["scheme"] == "ibug68"
+    assert {split: info["faces"] for split, info in manifest["splits"].items()} == {
+        "train": 6,
+        "common": 2,
+        "challenging": 2,
+    }

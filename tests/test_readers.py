@@ -41,7 +41,7 @@ def test_ytf_csv_on_real_files(shared_dir):
 def test_embedded_csv(embedded_dir):
     train = read_landmark_csv(embedded_dir / "train.csv")
     val = read_landmark_csv(embedded_dir / "val.csv")
-    assert len(train) >= 400 and len(val) >= 100
+    assert len(train) == 480 and len(val) == 160
     assert not {r.identity for r in train} & {r.identity for r in val}
     assert all(r.image_path.exists() for r in train + val)
 

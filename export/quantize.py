@@ -26,7 +26,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from export.calibration import ImageCalibrationReader, as_batch
+from export.calibration import ImageCalibrationReader
 from pfld.atomic import staged
 from pfld.inference.models import OUTPUT_NAME, onnx_session
 
@@ -191,18 +191,3 @@ def _write_metadata(path: Path, fp32: onnx.ModelProto, settings: dict[str, objec
     model.metadata_props.add(key=QUANTIZATION_KEY, value=json.dumps(settings))
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-
-
-def mean_abs_difference(fp32_path: str | Path, int8_path: str | Path, batches: Iterable[np.ndarray]) -> float:
-    """Mean |int8 - fp32| over all landmark coordinates (crop units, [0, 1]) on `batches` of normalised
-    crops (N, 3, S, S), run in onnxruntime on the CPU."""
-    sessions = [onnx_session(p) for p in (fp32_path, int8_path)]
-    input_name = sessions[0].get_inputs()[0].name
-    total, n = 0.0, 0
-    for batch in batches:
-        reference, quantised = (s.run([OUTPUT_NAME], {input_name: as_batch(batch)})[0] for s in sessions)
-        total += float(np.abs(quantised - reference).sum())  # (N, K, 2) summed
-        n += reference.size
-    if n == 0:
-        raise ValueError("no batches to compare")
-    return total / n

@@ -35,7 +35,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from pfld.data.schemes import MIN_POSE_REFERENCE_POINTS, POSE_REFERENCE_NAMES, LandmarkScheme
+from pfld.data.schemes import MIN_POSE_REFERENCE_POINTS, POSE_REFERENCE_NAMES
 
 # The 14-point mean face used by many head-pose repos (cm; x toward the subject's right, y up, z toward
 # the viewer: a left-handed frame). Kept for provenance; converted once below.
@@ -108,34 +108,6 @@ def _model_points(names: tuple[str, ...]) -> np.ndarray:
     return points
 
 
-def _default_distance() -> float:
-    """Distance (cm) at which the frontal mean face spans half the crop when f = crop_size."""
-    points = np.array(list(MEAN_FACE_3D.values()))
-    return 2.0 * float((points[:, :2].max(axis=0) - points[:, :2].min(axis=0)).max())
-
-
-def project_mean_face(
-    yaw: float,
-    pitch: float,
-    roll: float,
-    crop_size: float,
-    names: Sequence[str] = POSE_REFERENCE_NAMES,
-    distance: float | None = None,
-) -> np.ndarray:
-    """Rotated mean face -> (R, 2) float64 crop pixels of the named points.
-
-    The face's centroid sits on the optical axis ``distance`` cm away (default: the frontal face spans
-    about half the crop); angles in degrees, in the module's convention.
-    """
-    model = _model_points(tuple(names))
-    depth = _default_distance() if distance is None else float(distance)
-    camera = model @ rotation_matrix(yaw, pitch, roll).T + np.array([0.0, 0.0, depth])  # (R, 3)
-    if np.any(camera[:, 2] <= 0):
-        raise ValueError(f"distance {depth} puts part of the face behind the camera")
-    k = camera_matrix(crop_size)
-    return camera[:, :2] / camera[:, 2:] * k[0, 0] + k[:2, 2]
-
-
 def euler_angles(points_2d: np.ndarray, names: Sequence[str], crop_size: float) -> np.ndarray:
     """(R, 2) crop pixels of the named reference points -> (3,) float32 degrees (yaw, pitch, roll).
 
@@ -191,24 +163,3 @@ def _pose_seeds(model: np.ndarray, image: np.ndarray, k: np.ndarray) -> list[tup
     if ok:
         seeds.append((rvec, tvec))
     return seeds
-
-
-def landmarks_to_euler(landmarks: np.ndarray, scheme: LandmarkScheme, crop_size: float) -> np.ndarray:
-    """(K, 2) crop pixels of all the scheme's points -> (3,) float32 degrees (yaw, pitch, roll)."""
-    names = scheme.pose_reference_names
-    if not names:
-        raise ValueError(
-            f"scheme {scheme.name!r} declares no pose reference points, so head pose cannot be computed: "
-            "switch the pose branch off (model.auxiliary=false and a loss other than pfld, e.g. loss=l1)"
-        )
-    if len(names) < MIN_POSE_REFERENCE_POINTS:
-        raise ValueError(
-            f"scheme {scheme.name!r} has {len(names)} pose reference points; "
-            f"pose needs at least {MIN_POSE_REFERENCE_POINTS}"
-        )
-    landmarks = np.asarray(landmarks)
-    if landmarks.shape != (scheme.num_points, 2):
-        raise ValueError(
-            f"scheme {scheme.name!r} expects ({scheme.num_points}, 2) landmarks, got {landmarks.shape}"
-        )
-    return euler_angles(landmarks[scheme.pose_reference_indices], names, crop_size)

@@ -15,19 +15,14 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 from export.calibration import ImageCalibrationReader, calibration_batches, calibration_indices
 from export.onnx_export import export_onnx, read_metadata
-from export.quantize import (
-    QUANTIZATION_KEY,
-    first_and_last_nodes,
-    mean_abs_difference,
-    quantize_int8,
-    resolve_keep_float,
-)
+from export.quantize import QUANTIZATION_KEY, first_and_last_nodes, quantize_int8, resolve_keep_float
 from pfld.data.cache import build_face_cache
 from pfld.data.dataset import LandmarkDataset
 from pfld.data.normalize import model_input
 from pfld.data.readers import read_landmark_csv
 from pfld.data.schemes import ibug_68
 from pfld.data.transforms import build_eval_transform
+from tests.helpers import mean_abs_difference
 from tests.test_export import POINTS, SIZE, tiny_metadata, tiny_model
 
 CALIBRATION = 32

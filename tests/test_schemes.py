@@ -214,7 +214,7 @@ def test_small_schemes_mirror_on_faces_derived_from_ibug(embedded_dir, name: str
 
 
 def test_kaggle15_pose_on_a_face_derived_from_ibug(embedded_dir):
-    from pfld.geometry import landmarks_to_euler
+    from tests.helpers import landmarks_to_euler
 
     face68 = _embedded_faces(embedded_dir, count=1)[0]
     face = np.stack([face68[members].mean(axis=0) for members in _FROM_IBUG["kaggle15"]])
@@ -227,7 +227,7 @@ def test_kaggle15_pose_on_a_face_derived_from_ibug(embedded_dir):
 
 
 def test_scheme_without_pose_points_explains_how_to_train():
-    from pfld.geometry import landmarks_to_euler
+    from tests.helpers import landmarks_to_euler
 
     with pytest.raises(ValueError, match="declares no pose reference points.*auxiliary=false"):
         landmarks_to_euler(np.zeros((5, 2)), load_scheme("five_point"), 112)

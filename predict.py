@@ -1,6 +1,6 @@
 """Landmarks and head pose on photos and videos: `python predict.py photo.jpg --model <ckpt or onnx>`.
 
-See `pfld/predict/cli.py` for the options (`python predict.py --help`).
+See `pfld/cli/predict.py` for the options (`python predict.py --help`).
 """
 
 import os
@@ -8,7 +8,7 @@ import sys
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from pfld.predict.cli import main
+from pfld.cli.predict import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from pfld.training import train
+    from pfld.training.loop import train
 
     metrics = train(cfg)
     return metrics.get("val/nme")  # for Hydra sweepers that minimise it

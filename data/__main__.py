@@ -1,6 +1,6 @@
-"""`python -m data <format> --root <folder>`: prepare a data set (see pfld/data/cli.py, data/README.md)."""
+"""`python -m data <format> --root <folder>`: prepare a data set (see pfld/cli/data.py, data/README.md)."""
 
-from pfld.data.cli import main
+from pfld.cli.data import main
 
 if __name__ == "__main__":
     main()

@@ -32,12 +32,12 @@ from export.runtimes import (
     runtime_latency,
     sidecar,
 )
-from pfld.atomic import atomic_write_text
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.evaluation import score
 from pfld.evaluation.checkpoint import adopt_input, check_compatible
 from pfld.inference import ModelSpec, OnnxLandmarkModel, TorchLandmarkModel, load_checkpoint
-from pfld.tracking import write_metrics
+from pfld.io.atomic import atomic_write_text
+from pfld.training.tracking import write_metrics
 
 FP32_NAME, INT8_NAME = "model.onnx", "model_int8.onnx"
 SCORE_KEYS = ("nme", "failure_rate", "auc", "faces", "unscored", "pose_mae_deg", "by_group")
@@ -94,7 +94,7 @@ def latencies(path: Path, image: np.ndarray, cfg: DictConfig) -> dict[str, Any]:
 
 
 def headline_metrics(report: dict[str, Any]) -> dict[str, Any]:
-    """The flat numbers a multirun's `pfld.sweep.SweepSummary` tabulates (``metrics.json``)."""
+    """The flat numbers a multirun's `pfld.training.sweep.SweepSummary` tabulates (``metrics.json``)."""
     metrics: dict[str, Any] = {}
     for name, model in report["models"].items():
         metrics |= {f"{name}/{key}": model[key] for key in ("nme", "failure_rate", "auc")}

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pfld.atomic import staged
 from pfld.inference.models import INPUT_NAME, OUTPUT_NAME, POSE_NAME, onnx_session
 from pfld.inference.spec import check_metadata, decode_metadata, encode_metadata
+from pfld.io.atomic import staged
 from pfld.models import PFLD
 
 PARITY_BATCH = 4

@@ -27,8 +27,8 @@ from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_d
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from export.calibration import ImageCalibrationReader
-from pfld.atomic import staged
 from pfld.inference.models import OUTPUT_NAME, onnx_session
+from pfld.io.atomic import staged
 
 Target = Literal["arm", "x86"]
 Method = Literal["minmax", "entropy", "percentile"]
@@ -116,7 +116,7 @@ def quantize_int8(
         method: how activation ranges are calibrated: "minmax", "entropy" or "percentile".
 
     The model is first shape-inferred and optimised (`quant_pre_process`) into a temporary file.
-    On failure, or a kill, no file is left at `out_path` (it is built beside it, `pfld.atomic.staged`).
+    On failure, or a kill, no file is left at `out_path` (it is built beside it, `pfld.io.atomic.staged`).
     """
     if target not in TARGET_TYPES:
         raise ValueError(f"target must be one of {sorted(TARGET_TYPES)}, got {target!r}")

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from export.latency import latency_summary, time_calls
-from pfld.atomic import atomic_write_text, staged
+from pfld.io.atomic import atomic_write_text, staged
 
 #: The formats `python -m export formats=[...]` knows; onnx is the one always written.
 FORMATS: tuple[str, ...] = ("onnx", "ncnn", "mnn")

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pfld.ablation import (
+from pfld.training.ablation import (
     RESCORE_FILE,
     collect_rows,
     decide_default,
@@ -30,7 +30,7 @@ from pfld.ablation import (
     rows_table,
     study_summary,
 )
-from pfld.sweep import collect_runs
+from pfld.training.sweep import collect_runs
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 #: Row order of the tables: the experiment's sweep order.

@@ -53,8 +53,8 @@ from torch.utils.data import default_collate
 
 from pfld.cpu_budget import CpuPlan, cpu_computes_bf16, plan_cpu
 from pfld.data.datamodule import LandmarkDataModule
-from pfld.module import PFLDModule
-from pfld.training import model_spec
+from pfld.training.loop import model_spec
+from pfld.training.module import PFLDModule
 
 
 def timed(function: Callable[[], object], repeats: int, warmup: int = 2) -> float:

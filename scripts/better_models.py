@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pfld.ablation import Row, difference, rows_table
+from pfld.training.ablation import Row, difference, rows_table
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 #: row -> (what it is, optimizer steps, the row it is compared with: same steps)

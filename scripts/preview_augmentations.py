@@ -17,12 +17,13 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    from pfld.data.preview import augmentation_grid, save_rgb
+    from pfld.data.preview import augmentation_grid
+    from pfld.io.images import write_image
 
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     grid = augmentation_grid(datamodule.train_dataloader().dataset, count=cfg.get("faces", 6))
-    path = save_rgb(cfg.get("out", "augmentations.png"), grid)
+    path = write_image(cfg.get("out", "augmentations.png"), grid)
     print(f"wrote {path.resolve()}")
 
 

@@ -88,7 +88,7 @@ def compose_train(overrides: list[str], output_dir: Path):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The best checkpoint of the default model (with its pose net) trained for two steps."""
-    from pfld.training import train
+    from pfld.training.loop import train
 
     folder = tmp_path_factory.mktemp("tiny_run")
     train(compose_train(TINY_TRAINING, folder))
@@ -106,7 +106,7 @@ def save_module_checkpoint(module, path: Path) -> Path:
 
 def wflw_module(tmp_path: Path):
     """An untrained 98-point `PFLDModule` (the WFLW scheme) with the default model, loss and optimiser."""
-    from pfld.module import PFLDModule
+    from pfld.training.module import PFLDModule
 
     cfg = compose_train(["data=wflw"], tmp_path)
     data = OLD_DATA_DESCRIPTION | {"scheme": "wflw98", "num_points": 98, "normalization": [60, 72]}

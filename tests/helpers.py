@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pfld.data.geometry import MEAN_FACE_3D, camera_matrix, euler_angles, rotation_matrix
 from pfld.data.schemes import MIN_POSE_REFERENCE_POINTS, POSE_REFERENCE_NAMES, LandmarkScheme
-from pfld.geometry import MEAN_FACE_3D, camera_matrix, euler_angles, rotation_matrix
 
 
 def _default_distance() -> float:

@@ -4,7 +4,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pfld.preemption import AtomicCheckpointIO, atomic_torch_save
+from pfld.training.preemption import AtomicCheckpointIO, atomic_torch_save
 
 
 class SlowAtomicCheckpointIO(AtomicCheckpointIO):

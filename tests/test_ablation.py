@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pfld.ablation import collect_rows, decide_default, grid_table, row_name, rows_table
+from pfld.training.ablation import collect_rows, decide_default, grid_table, row_name, rows_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

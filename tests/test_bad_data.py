@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pfld.data.cli import main as prepare_main
+from pfld.cli.data import main as prepare_main
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.data.readers import read_landmark_csv, read_pts_folder
 from pfld.data.schemes import custom_scheme, ibug_68
@@ -143,7 +143,7 @@ def test_an_empty_split_stops_before_training(faces, tmp_path):
     header_only = tmp_path / "empty.csv"
     header_only.write_text((EMBEDDED / "train.csv").read_text().splitlines()[0] + "\n")
     cfg = compose_train([*TINY_TRAINING, f"data.train.0.csv_path={header_only}"], tmp_path / "run")
-    from pfld.training import train
+    from pfld.training.loop import train
 
     with pytest.raises(ValueError, match=r"empty\.csv: no faces read"):
         train(cfg)

@@ -18,7 +18,7 @@ GROUPS = {
     "override", [f"{group}={option}" for group, options in GROUPS.items() for option in options]
 )
 def test_every_config_option_composes(override, tmp_path):
-    from pfld.config_checks import check_train_config
+    from pfld.training.config_checks import check_train_config
 
     cfg = compose_train([override], tmp_path)
     assert cfg.data.input_size == 112 and cfg.model.num_points == cfg.data.num_points

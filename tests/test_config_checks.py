@@ -1,12 +1,12 @@
-"""Bad training configs fail with their key named before any work starts (`pfld.config_checks`)."""
+"""Bad training configs fail with their key named before any work starts (`pfld.training.config_checks`)."""
 
 from __future__ import annotations
 
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from pfld.config_checks import ConfigError, check_train_config
-from pfld.training import train
+from pfld.training.config_checks import ConfigError, check_train_config
+from pfld.training.loop import train
 from tests.conftest import TINY_TRAINING, compose_train, save_module_checkpoint, wflw_module
 
 
@@ -17,7 +17,7 @@ def no_work(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the config was checked")
 
-    monkeypatch.setattr("pfld.training.instantiate", refuse)
+    monkeypatch.setattr("pfld.training.loop.instantiate", refuse)
 
 
 #: (override, what the message must say), by the key's name in the test id

@@ -27,8 +27,8 @@ from pfld.data.datamodule import LandmarkDataModule
 from pfld.data.readers import read_landmark_csv
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import load_scheme
-from pfld.module import PFLDModule
-from pfld.training import model_spec, train
+from pfld.training.loop import model_spec, train
+from pfld.training.module import PFLDModule
 from tests.conftest import EMBEDDED, compose_train
 
 pytestmark = pytest.mark.slow  # two processes each (ddp_spawn); the fit trains

@@ -28,7 +28,7 @@ def validation_metrics(checkpoint: Path, tmp_path: Path) -> dict[str, float]:
     import lightning as L
     from hydra.utils import instantiate
 
-    from pfld.module import PFLDModule
+    from pfld.training.module import PFLDModule
     from tests.conftest import compose_train
 
     module = PFLDModule.load_from_checkpoint(checkpoint, map_location="cpu")

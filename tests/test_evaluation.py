@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from pfld.data.datamodule import LandmarkDataModule, source_names, subset_masks
+from pfld.data.datamodule import LandmarkDataModule
 from pfld.data.readers import read_landmark_csv
 from pfld.data.schemes import ibug_68
+from pfld.data.sources import source_names, subset_masks
 from pfld.data.store import load_faces
 from pfld.evaluation import (
     face_grid,
@@ -20,7 +21,7 @@ from pfld.evaluation import (
     write_report,
 )
 from pfld.inference import ModelSpec, TorchLandmarkModel
-from pfld.training import mean_shape_nme
+from pfld.training.loop import mean_shape_nme
 from tests.conftest import OLD_DATA_DESCRIPTION
 
 

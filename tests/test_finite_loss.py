@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from pfld.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
-from pfld.training import train
+from pfld.training.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
+from pfld.training.loop import train
 from tests.conftest import TINY_TRAINING, compose_train
 
 

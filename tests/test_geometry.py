@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pfld.data.geometry import MEAN_FACE_3D, camera_matrix, euler_angles, rotation_matrix, rotation_to_euler
 from pfld.data.schemes import POSE_REFERENCE_NAMES, custom_scheme, ibug_68
-from pfld.geometry import MEAN_FACE_3D, camera_matrix, euler_angles, rotation_matrix, rotation_to_euler
 from tests.helpers import landmarks_to_euler, project_mean_face
 
 NAMES = POSE_REFERENCE_NAMES

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pfld.inference import ModelSpec, load_checkpoint
-from pfld.module import PFLDModule
+from pfld.training.module import PFLDModule
 from tests.conftest import OLD_DATA_DESCRIPTION, compose_train
 
 DATA = OLD_DATA_DESCRIPTION

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pfld.evaluation.figures import plot_ced
 from pfld.metrics import (
     NMEMetric,
     auc,
@@ -15,7 +16,6 @@ from pfld.metrics import (
     failure_rate,
     nme,
     normalizing_distance,
-    plot_ced,
     resolve_normalization,
     scored_nmes,
 )

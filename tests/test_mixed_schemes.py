@@ -271,8 +271,8 @@ def test_a_bad_mtfl_attribute_row_is_refused_naming_the_line(tmp_path, five, emb
 def test_a_68_point_model_trains_on_68_point_and_five_point_faces(tmp_path, five, embedded_shapes, capsys):
     """`python -m data mtfl` cuts five-point faces like 68-point ones; a run given both trains through
     the derived points, keeps the other faces' profile classes, and validates on the 68 points."""
-    from pfld.data.cli import main as prepare_main
-    from pfld.training import train
+    from pfld.cli.data import main as prepare_main
+    from pfld.training.loop import train
     from tests.conftest import TINY_TRAINING, compose_train
 
     write_mtfl(tmp_path / "mtfl", embedded_shapes[:20] * 1.5 + 10, five)
@@ -337,8 +337,8 @@ def test_pseudo_labels_fill_the_missing_points_keep_the_annotated_ones_and_drop_
 ):
     """A 68-point model labels five-point faces: annotated points stay, the other 63 are the model's,
     each point's source is kept, and with a strict threshold faces are dropped and counted."""
+    from pfld.cli.data import main as prepare_main
     from pfld.data.cache import ANNOTATED, PSEUDO
-    from pfld.data.cli import main as prepare_main
     from pfld.data.store import load_faces
 
     write_mtfl(tmp_path / "mtfl", embedded_shapes[:12] * 1.5 + 10, five)
@@ -386,12 +386,12 @@ def test_distillation_adds_an_l1_loss_towards_the_teacher_points_a_pseudo_labell
 ):
     """68-point faces labelled by an ensemble keep every annotated face (nothing on them is a guess) and
     carry the teacher's points, flipped with the face; distill_weight adds exactly w * L1 to the loss."""
-    from pfld.data.cli import main as prepare_main
+    from pfld.cli.data import main as prepare_main
     from pfld.data.datamodule import LandmarkDataModule
     from pfld.data.store import load_faces
-    from pfld.losses.core import l1_loss
-    from pfld.module import PFLDModule
-    from pfld.training import train
+    from pfld.losses.points import l1_loss
+    from pfld.training.loop import train
+    from pfld.training.module import PFLDModule
     from tests.conftest import TINY_TRAINING, compose_train
 
     prepare_main(["csv", "--split", f"train={EMBEDDED / 'train.csv'}", "--out", str(tmp_path / "emb")])

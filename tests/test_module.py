@@ -12,8 +12,8 @@ from hydra.utils import instantiate
 
 from pfld.data.attributes import FACE_CLASSES
 from pfld.metrics import PoseErrorMetric
-from pfld.module import PFLDModule
-from pfld.training import model_spec
+from pfld.training.loop import model_spec
+from pfld.training.module import PFLDModule
 from tests.conftest import OLD_DATA_DESCRIPTION, compose_train
 
 OLD_DATA = OLD_DATA_DESCRIPTION

@@ -14,16 +14,16 @@ import torch
 pytest.importorskip("dlib")
 pytest.importorskip("onnxruntime")
 
+from pfld.cli.predict import main
 from pfld.data.crop import landmark_box
 from pfld.data.readers import read_pts
+from pfld.io.images import read_image
 from pfld.metrics import nme
 from pfld.predict import BoxMapping, DlibHogDetector, Predictor, load_landmark_model
 from pfld.predict.box_mapping import DLIB_HOG_MAPPING, fit_box_mapping
-from pfld.predict.cli import main
 from pfld.predict.detector import box_iou
 from pfld.predict.drawing import draw_faces, pose_axes
 from pfld.predict.smoothing import LandmarkSmoother, OneEuroFilter
-from pfld.predict.sources import read_photo
 from tests.conftest import ROOT
 
 PHOTOS = ROOT / "tests" / "data" / "photos"
@@ -42,7 +42,7 @@ def predictor() -> Predictor:
 
 @pytest.mark.parametrize("photo", sorted(PHOTOS.glob("*.jpg")), ids=lambda p: p.stem)
 def test_every_annotated_face_is_found_and_its_points_land_on_it(predictor: Predictor, photo: Path) -> None:
-    image = read_photo(photo)
+    image = read_image(photo)
     faces = predictor.predict(image)
     for truth in annotated(photo):
         box = landmark_box(truth)
@@ -62,7 +62,7 @@ def test_refinement_brings_the_crop_to_the_training_policy(predictor: Predictor)
     0.0456; on all of AFW 0.0668 -> 0.0561)."""
     errors = {0: [], 2: []}
     for photo in sorted(PHOTOS.glob("*.jpg")):
-        image = read_photo(photo)
+        image = read_image(photo)
         for refine, found in errors.items():
             faces = Predictor(predictor.model, predictor.detector, DLIB_HOG_MAPPING, refine).predict(image)
             for truth in annotated(photo):
@@ -94,7 +94,7 @@ def test_box_mapping_is_fitted_from_matched_boxes() -> None:
 
 
 def test_a_face_cut_by_the_border_is_padded_not_a_crash(predictor: Predictor) -> None:
-    image = read_photo(PHOTOS / "1204062305.jpg")
+    image = read_image(PHOTOS / "1204062305.jpg")
     (truth,) = annotated(PHOTOS / "1204062305.jpg")
     left = int(truth[:, 0].mean())  # cut the photo through the middle of the face
     cut = np.ascontiguousarray(image[:, left:])
@@ -152,7 +152,7 @@ def test_command_writes_json_and_a_picture(tmp_path: Path) -> None:
 def test_checkpoint_models_give_pose_from_their_pose_net(tiny_checkpoint: Path) -> None:
     model = load_landmark_model(tiny_checkpoint)
     assert model.has_pose and model.spec.input_size == 112 and model.spec.num_points == 68
-    image = read_photo(PHOTOS / "1204062305.jpg")
+    image = read_image(PHOTOS / "1204062305.jpg")
     (truth,) = annotated(PHOTOS / "1204062305.jpg")
     (face,) = Predictor(model, refine=0).predict(image, boxes=[landmark_box(truth)])
     assert face.pose_source == "model" and face.pose.shape == (3,) and np.isfinite(face.pose).all()
@@ -175,7 +175,7 @@ def test_one_euro_filter_removes_jitter_and_follows_motion() -> None:
 
 
 def test_smoother_keeps_each_face_on_its_own_track(predictor: Predictor) -> None:
-    image = read_photo(PHOTOS / "111076519.jpg")
+    image = read_image(PHOTOS / "111076519.jpg")
     faces = predictor.predict(image)
     smoother = LandmarkSmoother(rate=25)
     first = [f.landmarks.copy() for f in smoother(faces)]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from pfld.preemption import (
+from pfld.training.preemption import (
     atomic_torch_save,
     checkpoint_loads,
     exit_status,
@@ -232,7 +232,7 @@ def test_a_run_stopped_mid_epoch_and_resumed_ends_with_bitwise_the_same_weights(
 
 
 def _writing(run_dir: Path) -> bool:
-    """Whether a checkpoint is being written (its temporary file exists, `pfld.atomic.staged`)."""
+    """Whether a checkpoint is being written (its temporary file exists, `pfld.io.atomic.staged`)."""
     return any((run_dir / "checkpoints").glob(".*.tmp.ckpt"))
 
 
@@ -272,7 +272,7 @@ def test_a_kill_storm_of_ten_sigkills_some_inside_checkpoint_writes_ends_as_the_
 
 
 def test_a_full_disk_while_writing_a_prepared_split_keeps_the_previous_one(tmp_path, monkeypatch):
-    """The split's files are written through pfld.atomic: a full disk names the file and leaves the
+    """The split's files are written through pfld.io.atomic: a full disk names the file and leaves the
     split as it was, loadable."""
     import numpy as np
 
@@ -401,7 +401,7 @@ def test_killing_python_m_export_never_leaves_an_onnx_file_that_is_not_finished(
 
 
 def test_a_truncated_checkpoint_given_to_ckpt_path_or_init_from_is_named_in_a_clear_error(tmp_path):
-    from pfld.config_checks import read_hyperparameters
+    from pfld.training.config_checks import read_hyperparameters
     from tests.conftest import save_module_checkpoint, wflw_module
 
     path = save_module_checkpoint(wflw_module(tmp_path), tmp_path / "whole.ckpt")

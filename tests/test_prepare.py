@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pfld.cli.data import main as prepare_main
 from pfld.data import cache as cache_module
-from pfld.data.cli import main as prepare_main
 from pfld.data.prepare import MANIFEST_FILE
 from pfld.data.store import load_faces
 
@@ -140,7 +140,7 @@ def _prepared_split(folder: Path) -> str:
 
 @pytest.mark.slow
 def test_training_runs_on_prepared_wflw_by_choosing_data_wflw(tmp_path):
-    from pfld.training import train
+    from pfld.training.loop import train
     from tests.conftest import compose_train
 
     prepare_main(["wflw", "--root", str(DATA / "wflw"), "--out", str(tmp_path / "data" / "wflw")])
@@ -154,7 +154,7 @@ def test_training_runs_on_prepared_wflw_by_choosing_data_wflw(tmp_path):
 @pytest.mark.slow
 def test_training_on_partially_labelled_faces_without_pose(tmp_path, capsys):
     """kaggle15 with holes; the five-point scheme has no pose points, so the pose branch goes off."""
-    from pfld.training import train
+    from pfld.training.loop import train
     from tests.conftest import compose_train
 
     prepare_main(

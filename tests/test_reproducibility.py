@@ -17,7 +17,7 @@ from typing import IO
 import pytest
 import torch
 
-from pfld.training import train
+from pfld.training.loop import train
 from tests.conftest import ROOT, TINY_TRAINING, compose_train
 
 pytestmark = pytest.mark.slow  # every test trains

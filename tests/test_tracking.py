@@ -15,10 +15,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import OmegaConf
 
-from pfld.callbacks import BestCheckpointArtifact
-from pfld.sweep import SweepSummary, collect_runs, summary_table
-from pfld.tracking import write_metrics
-from pfld.training import train
+from pfld.training.callbacks import BestCheckpointArtifact
+from pfld.training.loop import train
+from pfld.training.sweep import SweepSummary, collect_runs, summary_table
+from pfld.training.tracking import write_metrics
 from tests.conftest import ROOT, compose_train
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pfld.inference import load_checkpoint
-from pfld.training import train
+from pfld.training.loop import train
 from tests.conftest import ROOT, compose_train
 
 SMALL = ["logger=csv", "data.num_workers=0", "data.batch_size=32", "trainer.limit_train_batches=3"]
@@ -66,7 +66,7 @@ def test_bf16_mixed_on_a_cpu_trains(tmp_path):
 
 
 def test_gpu_trainer_config_composes_and_passes_the_checks(tmp_path):
-    from pfld.config_checks import check_train_config
+    from pfld.training.config_checks import check_train_config
 
     cfg = compose_train(["trainer=gpu"], tmp_path)
     assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("gpu", "bf16-mixed")

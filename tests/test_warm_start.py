@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pfld.module import PFLDModule
-from pfld.training import train
-from pfld.warm_start import warm_start
+from pfld.training.loop import train
+from pfld.training.module import PFLDModule
+from pfld.training.warm_start import warm_start
 from tests.conftest import (
     OLD_DATA_DESCRIPTION,
     TINY_TRAINING,

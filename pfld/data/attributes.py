@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pfld.data.geometry import euler_angles
 from pfld.data.schemes import MIN_POSE_REFERENCE_POINTS, LandmarkScheme
-from pfld.geometry import euler_angles
 
 if TYPE_CHECKING:
     from pfld.data.cache import FaceCache
@@ -44,7 +44,7 @@ def augmented_angles(angles_deg: np.ndarray, rotation_deg: float, flipped: bool)
     ``rotation_deg`` (counter-clockwise as seen, about the crop's centre) and then mirrored if ``flipped``
     (see `pfld.data.transforms.augmentation_matrix`); NaN stays NaN.
 
-    Exact for the crop's pinhole camera (`pfld.geometry`): an in-plane rotation about the principal
+    Exact for the crop's pinhole camera (`pfld.data.geometry`): an in-plane rotation about the principal
     point is a rotation of the camera about its optical axis, which only changes roll (applied last,
     ``R = Rz(roll) Rx(-pitch) Ry(-yaw)``), and a mirror negates yaw and roll. The augmentation's scale
     and shift are ignored: under the crop's camera they move the fitted angles by a fraction of a

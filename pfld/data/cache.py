@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,9 +16,10 @@ from tqdm.auto import tqdm
 
 from pfld.data.attributes import fit_angles
 from pfld.data.crop import crop_face, to_unit
-from pfld.data.photo_checks import check_photo_file, check_points_in_photo
+from pfld.data.photo_checks import check_points_in_photo
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import LandmarkScheme
+from pfld.io.images import read_image
 
 #: Where a face's crop box comes from: its labelled landmarks, the data set's own face box, or the box of
 #: the model scheme's landmarks estimated from the face's few points (`FaceRecord.box`, see
@@ -44,9 +44,9 @@ class FaceCache:
     crop_scale, box_source: how the policy crop was derived (see `pfld.data.crop`).
     scheme: the name of the points' landmark scheme; "" when not recorded (splits prepared before it was).
     point_sources: (N, K) uint8 where each point came from (`POINT_SOURCES`: 0 unlabelled, 1 annotated,
-        2 pseudo-label from a model, see `pfld.data.pseudo_label`), or None: every labelled point annotated.
+        2 pseudo-label from a model, see `pfld.teacher.pseudo_label`), or None: every labelled point annotated.
     teacher: (N, K, 2) float32 a teacher model's points for every face in the same pixels (NaN = none),
-        for distillation (`pfld.data.pseudo_label`), or None.
+        for distillation (`pfld.teacher.pseudo_label`), or None.
     """
 
     images: np.ndarray
@@ -214,25 +214,6 @@ def _layout(faces: FaceCache) -> str:
     )
 
 
-def load_image(path: Path, source: str = "") -> np.ndarray:
-    """Read a photo as (H, W, 3) uint8 RGB; fail with the file named if it is missing, empty, truncated,
-    not an image or smaller than 2 x 2 pixels."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image not found" + (f" (annotated in {source})" if source else ""))
-    check_photo_file(path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(
-            f"{path}: cannot decode the image (corrupt or not an image); replace it or drop the face"
-        )
-    if min(image.shape[:2]) < 2:
-        raise ValueError(
-            f"{path}: image of {image.shape[1]}x{image.shape[0]} pixels is too small to hold a face; "
-            "replace it or drop the face"
-        )
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def crop_record(
     record: FaceRecord, crop_size: int, border: int, crop_scale: float, box_source: str = "landmarks"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +223,7 @@ def crop_record(
     if box_source != "landmarks" and record.box is None:
         raise ValueError(f"{record.source}: box_source {box_source!r} but the annotation has no face box")
     side = crop_size + 2 * border
-    image = load_image(record.image_path, record.source)
+    image = read_image(record.image_path, record.source)
     where = f"{record.source} ({record.image_path.name})" if record.source else str(record.image_path)
     check_points_in_photo(record.landmarks, image.shape[1], image.shape[0], where)
     box = None if box_source == "landmarks" else record.box

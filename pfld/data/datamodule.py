@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -14,24 +13,17 @@ from torch.utils.data import DataLoader
 
 from pfld.cpu_budget import AUTO, WorkerLoader, plan_cpu, single_threaded_worker
 from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships, with_pose_flag
-from pfld.data.cache import FaceCache, build_face_cache, concat_faces
+from pfld.data.cache import FaceCache, concat_faces
 from pfld.data.dataset import LandmarkDataset
 from pfld.data.mixed import DerivedPoints, derived_points, extended_scheme, map_faces
 from pfld.data.normalize import IMAGENET_MEAN, IMAGENET_STD
-from pfld.data.records import FaceRecord
 from pfld.data.sampling import EpochSampler
 from pfld.data.schemes import LandmarkScheme
-from pfld.data.schemes.mapping import SchemeMapping, load_mapping, read_mapping
+from pfld.data.schemes.mapping import SchemeMapping
+from pfld.data.sources import FaceSource, gather, mapping_for, source_names, subset_masks
 from pfld.data.splits import split_by_identity
 from pfld.data.transforms import build_eval_transform, build_train_transform
 from pfld.metrics import NORMALIZATION_MODES
-
-#: A source of faces: a reader returning annotations (prepared here, in memory) or a prepared split
-#: (`pfld.data.store.load_faces`), with its arguments bound.
-FaceSource = Callable[[], "list[FaceRecord] | FaceCache"]
-
-#: Bound arguments that name a source, first found wins (see `source_names`).
-SOURCE_NAME_KEYS: tuple[str, ...] = ("split", "folder", "csv_path", "json_path", "annotation_file")
 
 
 class LandmarkDataModule(L.LightningDataModule):
@@ -131,7 +123,7 @@ class LandmarkDataModule(L.LightningDataModule):
         #: (N,) the sampling weight of each training face (from ``train_shares``), or None.
         self.sample_weights: np.ndarray | None = None
         #: (epoch, batches trained in it by all processes) of a resumed checkpoint
-        #: (`pfld.preemption.ResumeState`).
+        #: (`pfld.training.preemption.ResumeState`).
         self.resume_position: tuple[int, int] | None = None
         #: The extra training targets of splits of other schemes (see `pfld.data.mixed`), and the scheme
         #: of the training faces: the model's, with those targets appended (the same when there are none).
@@ -206,85 +198,15 @@ class LandmarkDataModule(L.LightningDataModule):
         return concat_faces(with_pose_flag(parts, self.pose_thresholds))
 
     def _mapping_for(self, faces: FaceCache) -> SchemeMapping | None:
-        """None for faces of the model's scheme, else the mapping from theirs (a listed file first).
-        Faces prepared under another name with the same number of points and no mapping (a user's own
-        file for the same points) are taken as they are, as before schemes were recorded."""
-        if faces.scheme in ("", self.scheme.name):
-            return None
-        for path in self.mapping_files:
-            mapping = read_mapping(path)
-            if mapping.source.name == faces.scheme and mapping.target.name == self.scheme.name:
-                return mapping
-        try:
-            return load_mapping(faces.scheme, self.scheme.name)
-        except ValueError as error:
-            if faces.num_points == self.scheme.num_points:
-                print(
-                    f"note: train faces from {faces.sources[0]} were prepared as {faces.scheme!r} and are "
-                    f"read as {self.scheme.name!r} (both {faces.num_points} points, no mapping between them)"
-                )
-                return None
-            raise ValueError(
-                f"train faces prepared from {faces.sources[0]} are {faces.scheme!r} faces but the model's "
-                f"scheme is {self.scheme.name!r}: {error}"
-            ) from None
+        return mapping_for(faces, self.scheme, self.mapping_files)
 
     def _gather_each(
         self, sources: Sequence[FaceSource], split: str, other_schemes: bool = False
     ) -> list[FaceCache]:
         """The faces of each source of a split, at this module's input size, in source order."""
-        caches = []
-        for source in sources:
-            faces = source()
-            if not len(faces):
-                raise ValueError(
-                    f"the {split} split is empty: {describe_source(source)} gave no faces; "
-                    f"check data.{split} and the files it names"
-                )
-            if isinstance(faces, FaceCache):
-                caches.append(self._check_prepared(faces, split, other_schemes))
-                continue
-            for record in faces:
-                if record.num_points != self.scheme.num_points:
-                    raise ValueError(
-                        f"{record.source}: {record.num_points} points, but the scheme "
-                        f"{self.scheme.name!r} has {self.scheme.num_points}; set data.scheme.name_or_path "
-                        "and data.num_points to the data's scheme"
-                    )
-            caches.append(
-                build_face_cache(
-                    faces,
-                    self.input_size,
-                    self.scheme,
-                    crop_scale=self.crop_scale,
-                    margin=self.margin,
-                    description=f"preparing {split} faces",
-                )
-            )
-        if not caches:
-            raise ValueError(f"the {split} split is empty: data.{split} lists no source")
-        return caches
-
-    def _check_prepared(self, faces: FaceCache, split: str, other_schemes: bool = False) -> FaceCache:
-        where = f"{split} faces prepared from {faces.sources[0]}"
-        foreign = faces.scheme not in ("", self.scheme.name) and faces.num_points != self.scheme.num_points
-        if foreign and not other_schemes:
-            raise ValueError(
-                f"{where}: {faces.num_points}-point {faces.scheme!r} faces, but the model's scheme "
-                f"{self.scheme.name!r} has {self.scheme.num_points} points; {split} faces must be of the "
-                "model's scheme (only training faces are mapped from other schemes)"
-            )
-        if faces.num_points != self.scheme.num_points and not foreign:
-            raise ValueError(
-                f"{where}: {faces.num_points} points, but the scheme {self.scheme.name!r} has "
-                f"{self.scheme.num_points}"
-            )
-        if faces.crop_scale != self.crop_scale:
-            raise ValueError(
-                f"{where}: prepared with crop_scale {faces.crop_scale} but data.crop_scale is "
-                f"{self.crop_scale}; set data.crop_scale={faces.crop_scale} or prepare again"
-            )
-        return faces.resized(self.input_size)
+        return gather(
+            sources, split, self.scheme, self.input_size, self.crop_scale, self.margin, other_schemes
+        )
 
     def _dataset(self, faces: FaceCache | None, train: bool) -> LandmarkDataset:
         faces = self._require(faces)
@@ -394,42 +316,4 @@ class LandmarkDataModule(L.LightningDataModule):
         return faces
 
 
-def source_names(sources: Sequence[FaceSource]) -> list[str]:
-    """A unique name for each source, from its bound arguments: a reader's ``split`` (300W's common,
-    WFLW's test), the name of a prepared split's ``folder``, the stem of an annotation file, else
-    ``val<i>``; repeats get ``_2``, ``_3``..."""
-    names: list[str] = []
-    for index, source in enumerate(sources):
-        keywords = getattr(source, "keywords", {}) or {}
-        location = next((keywords[k] for k in SOURCE_NAME_KEYS if k in keywords), None)
-        base = Path(str(location)).stem if location is not None else f"val{index}"
-        name, repeat = base, 1
-        while name in names:
-            repeat += 1
-            name = f"{base}_{repeat}"
-        names.append(name)
-    return names
-
-
-def describe_source(source: FaceSource) -> str:
-    """Where a source reads from, for messages: its bound file or folder, else its name."""
-    keywords = getattr(source, "keywords", {}) or {}
-    location = next((keywords[k] for k in SOURCE_NAME_KEYS if k in keywords), None)
-    if location is not None:
-        return str(location)
-    target = getattr(source, "func", source)
-    return getattr(target, "__qualname__", repr(target))
-
-
-def subset_masks(names: Sequence[str], sizes: Sequence[int]) -> dict[str, np.ndarray]:
-    """name -> (sum(sizes),) bool, True for the faces of that consecutive block."""
-    total, start, masks = sum(sizes), 0, {}
-    for name, size in zip(names, sizes, strict=True):
-        mask = np.zeros(total, dtype=bool)
-        mask[start : start + size] = True
-        masks[name] = mask
-        start += size
-    return masks
-
-
-__all__ = ["FACE_CLASSES", "LandmarkDataModule", "source_names", "subset_masks"]
+__all__ = ["FACE_CLASSES", "LandmarkDataModule"]

@@ -1,7 +1,7 @@
 """From the uint8 crops the data loader delivers to the model's input: one place, run on the batch.
 
 Workers send uint8 RGB crops (4x less to copy between processes than float32); the training process
-normalises whole batches on the model's device (`pfld.module.PFLDModule.on_after_batch_transfer`), and
+normalises whole batches on the model's device (`pfld.training.module.PFLDModule.on_after_batch_transfer`), and
 so do evaluation, calibration and export. The model's input is ``(pixel / 255 - mean) / std`` per RGB
 channel, (B, 3, S, S) float32 in channels_last memory (NHWC), the layout PFLD's depthwise layers run
 fastest in on a CPU; a permuted NHWC batch is already that layout, so no copy is made for it.

@@ -2,7 +2,7 @@
 
 Re-running with the same settings does nothing; an interrupted run resumes from its last finished
 shard; a face whose annotation or photo is bad is reported (file and reason), skipped and counted.
-The command line is `python -m data` (see `pfld.data.cli`).
+The command line is `python -m data` (see `pfld.cli.data`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from pfld.atomic import atomic_save, atomic_write_text
 from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships
 from pfld.data.cache import BOX_SOURCES, FaceCache, border_for, crop_record, faces_from_crops
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import LandmarkScheme
 from pfld.data.store import is_prepared, load_faces, save_faces
+from pfld.io.atomic import atomic_save, atomic_write_text
 
 MANIFEST_FILE = "manifest.json"
 SKIPPED_FILE = "skipped.json"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 
@@ -57,11 +55,3 @@ def augmentation_grid(
             )
         rows.append(np.hstack(tiles))
     return np.vstack(rows)
-
-
-def save_rgb(path: str | Path, image: np.ndarray) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write the picture")
-    return path

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pfld.atomic import atomic_save
 from pfld.data.cache import FaceCache
+from pfld.io.atomic import atomic_save
 
 IMAGES_FILE = "images.npy"
 ANNOTATIONS_FILE = "annotations.npz"

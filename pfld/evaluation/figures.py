@@ -1,15 +1,19 @@
-"""Pictures of predictions for a person to look at: the worst and the median faces, a figure as pixels."""
+"""Pictures for a person to look at: CED curves (`plot_ced`), the worst and the median faces, a figure as
+pixels."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
+from torch import Tensor
 
 from pfld.data.dataset import LandmarkDataset
 from pfld.data.preview import draw_landmarks
+from pfld.metrics import auc, ced_curve, failure_rate
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -79,3 +83,45 @@ def figure_pixels(figure: Figure) -> np.ndarray:
     """(H, W, 3) uint8 RGB rendering of a matplotlib figure drawn on an Agg canvas (`plot_ced`'s)."""
     figure.canvas.draw()
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+def plot_ced(curves: dict[str, Tensor], threshold: float = 0.10, path: str | Path | None = None) -> Figure:
+    """CED curves of several models on one plot, with NME / failure rate / AUC in the legend.
+
+    Args:
+        curves: model name -> (N,) per-face NMEs, finite (drop unscored faces with `scored_nmes`).
+        threshold: NME range of the plot, the failure threshold and the AUC limit.
+        path: if given, the figure is saved there as PNG (parent folders are created).
+
+    Returns:
+        The matplotlib Figure (drawn on an Agg canvas, without pyplot or a change of global backend).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not curves:
+        raise ValueError("plot_ced needs at least one curve")
+    fig = Figure(figsize=(6.0, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, nmes in curves.items():
+        nmes = torch.as_tensor(nmes).detach().cpu()
+        x, y = ced_curve(nmes, threshold)
+        label = (
+            f"{name}: NME {nmes.double().mean().item():.2%}, FR@{threshold:g} "
+            f"{failure_rate(nmes, threshold):.2%}, AUC@{threshold:g} {auc(nmes, threshold):.4f}"
+        )
+        ax.plot(x.numpy(), y.numpy(), label=label)
+    ax.set_xlim(0.0, threshold)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("NME")
+    ax.set_ylabel("fraction of faces")
+    ax.set_title("Cumulative error distribution")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=150)
+    return fig

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from pfld.data.preview import save_rgb
-from pfld.evaluation.figures import face_grid
+from pfld.evaluation.figures import face_grid, plot_ced
 from pfld.evaluation.predictions import predict
 from pfld.evaluation.scores import face_errors, face_groups, group_table, summarize
 from pfld.inference.models import LandmarkModel
-from pfld.metrics import Normalization, plot_ced, scored_nmes
+from pfld.io.images import write_image
+from pfld.metrics import Normalization, scored_nmes
 
 
 def scored(
@@ -68,6 +68,6 @@ def write_report(
         if label == "all" or label.startswith("subset:")
     }
     plot_ced({k: v for k, v in curves.items() if v.numel()}, threshold, path=folder / f"{name}_ced.png")
-    save_rgb(folder / f"{name}_predictions.png", face_grid(loader.dataset, out["predictions"], errors))
+    write_image(folder / f"{name}_predictions.png", face_grid(loader.dataset, out["predictions"], errors))
     (folder / f"{name}_groups.md").write_text(group_table(summary["by_group"]) + "\n")
     return summary

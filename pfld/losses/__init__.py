@@ -1,24 +1,26 @@
-"""Landmark losses: the paper's PFLD loss and plain point losses (`core`), the pose-and-balance family
-over any base loss (`weighted`), RLE's flow (`rle`). Conventions: see `pfld.losses.core`."""
+"""Landmark losses: the paper's PFLD loss and class balance (`core`), plain point losses (`points`), the
+pose net's losses and pose factors (`pose`), the pose-and-balance family over any base loss
+(`weighted`), RLE's flow (`rle`). Conventions: see `pfld.losses.core`."""
 
 from pfld.losses.core import (
     CLASS_NAMES,
-    L1Loss,
-    L2Loss,
     PFLDLoss,
-    WingLoss,
     class_fractions_from_memberships,
     class_weights,
-    fill_invalid,
+    pfld_loss,
+)
+from pfld.losses.points import (
+    L1Loss,
+    L2Loss,
+    WingLoss,
     l1_loss,
     l2_loss,
     masked_point_sum,
-    pfld_loss,
-    pose_loss,
     smooth_l1_errors,
     wing_errors,
     wing_loss,
 )
+from pfld.losses.pose import binned_pose_loss, fill_invalid, pose_factor, pose_loss, valid_poses, wrap_angle
 from pfld.losses.rle import RealNVP, rle_errors
 from pfld.losses.weighted import (
     BALANCES,
@@ -26,12 +28,8 @@ from pfld.losses.weighted import (
     POSE_FACTORS,
     POSE_LOSSES,
     PoseBalanceLoss,
-    binned_pose_loss,
     effective_number_weights,
     loss_trains_pose_net,
-    pose_factor,
-    valid_poses,
-    wrap_angle,
 )
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pfld.geometry import rotation_matrix
+from pfld.data.geometry import rotation_matrix
 from pfld.predict.pipeline import FacePrediction
 
 #: BGR-free RGB colours: points, box, and the pose axes (the subject's left, up, forward).
@@ -15,7 +15,7 @@ AXES = ((255, 60, 60), (60, 255, 60), (60, 120, 255))
 
 def pose_axes(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """(3, 2) image directions of the face's left, up and forward axes (unit length in 3D, orthographic
-    projection), from degrees as `pfld.geometry` defines them (OpenCV camera: x right, y down)."""
+    projection), from degrees as `pfld.data.geometry` defines them (OpenCV camera: x right, y down)."""
     rotation = rotation_matrix(yaw, pitch, roll)  # face frame -> camera
     return np.stack([rotation[:2, 0], -rotation[:2, 1], -rotation[:2, 2]])
 

@@ -8,26 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pfld.data.photo_checks import check_photo_file
 from pfld.data.readers import IMAGE_SUFFIXES
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-
-
-def read_photo(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file; a clear error for a missing, unreadable or tiny file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image")
-    check_photo_file(path)  # empty files and truncated JPEGs (which OpenCV decodes with grey rows)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: not an image OpenCV can read (corrupt, truncated or another format)")
-    if min(image.shape[:2]) < 2:
-        raise ValueError(
-            f"{path}: the image is {image.shape[1]}x{image.shape[0]} pixels: too small to hold a face"
-        )
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def is_video(path: Path) -> bool:

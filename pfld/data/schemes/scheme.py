@@ -10,7 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
-#: Named reference landmarks used to fit the 3D mean face (see `pfld.geometry.MEAN_FACE_3D`).
+#: Named reference landmarks used to fit the 3D mean face (see `pfld.data.geometry.MEAN_FACE_3D`).
 POSE_REFERENCE_NAMES: tuple[str, ...] = (
     "right_brow_outer",
     "right_brow_inner",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pfld.sweep import collect_runs
+from pfld.training.sweep import collect_runs
 
 #: Extra groups scored from each run's best checkpoint (`rescore_run`): AFW has only 10 profile
 #: (|yaw| > 30 deg), 7 head-down and 1 head-up faces, too few to tell losses apart; these have ~80 each.

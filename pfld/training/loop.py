@@ -15,7 +15,6 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pfld.config_checks import check_train_config
 from pfld.cpu_budget import AUTO, AdaptiveThreads, cpu_computes_bf16, plan_cpu
 from pfld.data.attributes import FACE_CLASSES
 from pfld.data.datamodule import LandmarkDataModule
@@ -23,10 +22,11 @@ from pfld.data.schemes import LandmarkScheme
 from pfld.evaluation import group_table, write_report
 from pfld.inference import ModelSpec, TorchLandmarkModel
 from pfld.metrics import nme
-from pfld.module import PFLDModule
-from pfld.preemption import PreemptionCheckpoint, ResumeState, exit_status, resolve_ckpt_path
-from pfld.tracking import finish_wandb, write_metrics
-from pfld.warm_start import warm_start
+from pfld.training.config_checks import check_train_config
+from pfld.training.module import PFLDModule
+from pfld.training.preemption import PreemptionCheckpoint, ResumeState, exit_status, resolve_ckpt_path
+from pfld.training.tracking import finish_wandb, write_metrics
+from pfld.training.warm_start import warm_start
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -222,6 +222,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             f"{len(datamodule.val_faces)} faces); "
             f"mean-shape baseline {metrics['val/nme_mean_shape']:.4f}"
         )
-    write_metrics(metrics, cfg.paths.output_dir)  # metrics.json: read by the multirun summary (pfld.sweep)
+    write_metrics(
+        metrics, cfg.paths.output_dir
+    )  # metrics.json: read by the multirun summary (pfld.training.sweep)
     finish_wandb(loggers)  # else the next run of a multirun in this process logs into this wandb run
     return metrics

@@ -10,15 +10,15 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
-from pfld.evaluation.figures import face_grid, figure_pixels
-from pfld.metrics import nme, plot_ced, scored_nmes
-from pfld.tracking import log_checkpoint_artifact, log_images
+from pfld.evaluation.figures import face_grid, figure_pixels, plot_ced
+from pfld.metrics import nme, scored_nmes
+from pfld.training.tracking import log_checkpoint_artifact, log_images
 
 
 class ValidationPlots(Callback):
     """Every ``every_n_epochs`` epochs of fitting and at the last one, the CED curve (``val/ced``) and
     the worst and median faces (``val/faces``) of that epoch's validation go to every logger (see
-    `pfld.tracking.log_images`).
+    `pfld.training.tracking.log_images`).
 
     No second pass: on those epochs a forward hook on the model's landmark head (``model.head``, whose
     output is the (B, K, 2) landmarks) records each validation batch's predictions; only the dozen
@@ -104,7 +104,7 @@ class ValidationPlots(Callback):
 class BestCheckpointArtifact(Callback):
     """At the end of fitting, the best checkpoint of the `ModelCheckpoint` that monitors ``monitor``
     goes to each wandb logger as a ``model`` artifact (alias ``best``), offline too: the offline run
-    records it and `wandb sync` uploads it (see `pfld.tracking.log_checkpoint_artifact`).
+    records it and `wandb sync` uploads it (see `pfld.training.tracking.log_checkpoint_artifact`).
 
     Lightning's own ``log_model`` refuses offline runs, and with two checkpoint callbacks it would also
     tag the ``last`` checkpoint as best.

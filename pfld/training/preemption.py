@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from pfld.atomic import atomic_save
+from pfld.io.atomic import atomic_save
 
 #: The signals that stop a run gracefully, and the process's exit status for each (128 + number).
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
@@ -52,14 +52,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def atomic_torch_save(obj: Any, path: Path, save: Any = torch.save) -> None:
-    """``save(obj, file)`` (torch.save) through `pfld.atomic.atomic_save`: a kill or a full disk
+    """``save(obj, file)`` (torch.save) through `pfld.io.atomic.atomic_save`: a kill or a full disk
     leaves the previous checkpoint; the OSError of a full disk names the file."""
     atomic_save(path, lambda handle: save(obj, handle))
 
 
 class PreemptionCheckpoint(L.Callback):
     """On SIGTERM, SIGINT or SIGUSR1: finish the batch, save ``<dirpath>/<filename>.ckpt``, print how to
-    resume, and make `pfld.training.train` exit with `exit_status` of the signal (see the module)."""
+    resume, and make `pfld.training.loop.train` exit with `exit_status` of the signal (see the module)."""
 
     def __init__(self, dirpath: str | Path, filename: str = "last") -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
@@ -212,7 +212,7 @@ def checkpoint_loads(path: Path) -> bool:
 def resolve_ckpt_path(value: str | None, output_dir: str | Path) -> str | None:
     """``ckpt_path`` as given -> the file to resume from: ``last`` (the newest usable checkpoint of this
     run's folder; an error if there is none), ``auto`` (the same, or None: a fresh start), a run folder
-    (its newest usable checkpoint), or a file (as it is; `pfld.config_checks` checks it)."""
+    (its newest usable checkpoint), or a file (as it is; `pfld.training.config_checks` checks it)."""
     if value is None or str(value) == "":
         return None
     text = str(value)

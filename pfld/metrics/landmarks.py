@@ -1,39 +1,15 @@
-"""Landmark metrics: per-face NME, failure rate, CED curve and AUC; head-pose error; torchmetrics wrappers.
-
-Landmarks are ``(N, K, 2)``, x then y, in any one unit shared by prediction and target (the NME is
-scale-free). NMEs are fractions of the normalising distance (0.05 = 5 % of the inter-ocular distance).
-The normalising distance (`normalizing_distance`) is the distance between two points, the outer eye
-corners ("inter_ocular") or the pupils ("inter_pupil"), or the square root of the area of the target's
-landmark box ("box", as for COFW and AFLW).
-
-Partially labelled faces: ``mask`` is ``(N, K)`` bool, True where a point is labelled. `nme` averages
-over the labelled points and gives NaN for a face it cannot normalise ("unscored": one of the two
-normalising points unlabelled; for "box", fewer than two labelled points). NaN policy: `failure_rate`,
-`ced_curve`, `auc` and `plot_ced` take finite NMEs only and raise otherwise, so that an unscored face is
-never silently counted; drop unscored faces first with `scored_nmes`. `NMEMetric` does this itself and
-reports how many faces it dropped.
-
-Head pose: Euler angles are ``(N, 3)`` yaw, pitch, roll in radians; `pose_errors` gives their wrapped
-differences in degrees and `PoseErrorMetric` their mean absolute value over the faces with a valid pose.
-
-The metric classes keep their state in torchmetrics states with a cat / sum reduction, so the values
-they compute are over every process of a distributed run.
-"""
+"""Landmark metrics: per-face NME, failure rate, CED curve and AUC and their torchmetrics wrapper; see
+`pfld.metrics` for the conventions (units, masks, the NaN policy)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 
 NormalizationMode = Literal["inter_ocular", "inter_pupil", "box"]
 #: What can divide the NME: the distance between two points (outer eye corners or pupils), or the square
@@ -302,111 +278,3 @@ class NMEMetric(Metric):
             "auc": as_tensor(auc(scored, t)),
             "unscored": unscored,
         }
-
-
-ANGLE_NAMES: tuple[str, str, str] = ("yaw", "pitch", "roll")
-
-
-def pose_errors(pred_angles: Tensor, target_angles: Tensor) -> Tensor:
-    """Signed head-pose errors: (N, 3) radians, (N, 3) radians -> (N, 3) degrees in [-180, 180).
-
-    Columns are yaw, pitch, roll; each is ``pred - target`` wrapped by whole turns, so 179 deg against
-    -179 deg is an error of -2 deg, not 358 deg. Computed in float64.
-    """
-    if pred_angles.ndim != 2 or pred_angles.shape[-1] != 3:
-        raise ValueError(f"pred_angles must be (N, 3), got {tuple(pred_angles.shape)}")
-    if pred_angles.shape != target_angles.shape:
-        raise ValueError(
-            f"pred_angles {tuple(pred_angles.shape)} and target_angles {tuple(target_angles.shape)} differ"
-        )
-    difference = torch.rad2deg(pred_angles.double() - target_angles.double().to(pred_angles.device))
-    return torch.remainder(difference + 180.0, 360.0) - 180.0
-
-
-class PoseErrorMetric(Metric):
-    """Mean absolute head-pose error in degrees over the faces with a valid pose, across batches and
-    processes (sum and count states, summed over processes).
-
-    ``compute()`` returns ``{"yaw_mae", "pitch_mae", "roll_mae", "pose_mae" (the mean of the three),
-    "faces" (int64, how many faces were counted)}`` as scalar float64 tensors; the errors are NaN if no
-    face had a valid pose. See `pose_errors` for the wrap-around.
-    """
-
-    is_differentiable = False
-    higher_is_better = False
-    full_state_update = False
-
-    abs_error_sum: Tensor
-    count: Tensor
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.add_state("abs_error_sum", default=torch.zeros(3, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
-
-    def update(self, pred_angles: Tensor, target_angles: Tensor, pose_valid: Tensor | None = None) -> None:
-        """Add (B, 3) predicted and target angles in radians; ``pose_valid``: (B,) bool, None = all valid.
-
-        Target angles of faces without a valid pose are never read (NaN is fine there)."""
-        b = pred_angles.shape[0]
-        if pose_valid is None:
-            pose_valid = torch.ones(b, dtype=torch.bool, device=pred_angles.device)
-        elif pose_valid.dtype != torch.bool or pose_valid.shape != (b,):
-            raise ValueError(
-                f"pose_valid must be a bool tensor of shape ({b},), got {pose_valid.dtype} "
-                f"{tuple(pose_valid.shape)}"
-            )
-        errors = pose_errors(pred_angles.detach(), target_angles.detach()).abs()  # (B, 3) degrees
-        valid = pose_valid.to(errors.device).unsqueeze(-1)
-        # Out of place: under ddp_spawn on CPU the states arrive in shared memory (torch.multiprocessing
-        # shares pickled CPU tensors, and Lightning un-shares only parameters and buffers), so an
-        # in-place += would add every process's faces into one tensor.
-        self.abs_error_sum = self.abs_error_sum + torch.where(valid, errors, torch.zeros_like(errors)).sum(0)
-        self.count = self.count + pose_valid.sum().to(self.count.device)
-
-    def compute(self) -> dict[str, Tensor]:
-        mae = self.abs_error_sum / self.count  # (3,), NaN when count is 0
-        results = {f"{name}_mae": mae[a] for a, name in enumerate(ANGLE_NAMES)}
-        return results | {"pose_mae": mae.mean(), "faces": self.count.clone()}
-
-
-def plot_ced(curves: dict[str, Tensor], threshold: float = 0.10, path: str | Path | None = None) -> Figure:
-    """CED curves of several models on one plot, with NME / failure rate / AUC in the legend.
-
-    Args:
-        curves: model name -> (N,) per-face NMEs, finite (drop unscored faces with `scored_nmes`).
-        threshold: NME range of the plot, the failure threshold and the AUC limit.
-        path: if given, the figure is saved there as PNG (parent folders are created).
-
-    Returns:
-        The matplotlib Figure (drawn on an Agg canvas, without pyplot or a change of global backend).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    if not curves:
-        raise ValueError("plot_ced needs at least one curve")
-    fig = Figure(figsize=(6.0, 4.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for name, nmes in curves.items():
-        nmes = torch.as_tensor(nmes).detach().cpu()
-        x, y = ced_curve(nmes, threshold)
-        label = (
-            f"{name}: NME {nmes.double().mean().item():.2%}, FR@{threshold:g} "
-            f"{failure_rate(nmes, threshold):.2%}, AUC@{threshold:g} {auc(nmes, threshold):.4f}"
-        )
-        ax.plot(x.numpy(), y.numpy(), label=label)
-    ax.set_xlim(0.0, threshold)
-    ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("NME")
-    ax.set_ylabel("fraction of faces")
-    ax.set_title("Cumulative error distribution")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=150)
-    return fig

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from lightning.pytorch.loggers import Logger, WandbLogger
 
-from pfld.data.preview import save_rgb
+from pfld.io.images import write_image
 
 METRICS_FILE = "metrics.json"
 
@@ -39,7 +39,7 @@ def log_images(
         elif getattr(logger, "log_dir", None):
             for key, image in images.items():
                 name = f"{key.replace('/', '_')}_epoch{epoch:03d}.png"
-                places.append(str(save_rgb(Path(logger.log_dir) / "images" / name, image)))
+                places.append(str(write_image(Path(logger.log_dir) / "images" / name, image)))
     return places
 
 

@@ -1,7 +1,7 @@
 """One table of a Hydra multirun: each run's overrides and final metrics, written when the sweep ends.
 
-Each run writes ``metrics.json`` into its folder (`pfld.tracking.write_metrics`, at the end of
-`pfld.training.train`); `SweepSummary`, a Hydra callback (``hydra.callbacks`` in conf/hydra/default.yaml),
+Each run writes ``metrics.json`` into its folder (`pfld.training.tracking.write_metrics`, at the end of
+`pfld.training.loop.train`); `SweepSummary`, a Hydra callback (``hydra.callbacks`` in conf/hydra/default.yaml),
 reads them and writes ``summary.md`` into the sweep folder.
 """
 
@@ -17,7 +17,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from pfld.tracking import METRICS_FILE
+from pfld.training.tracking import METRICS_FILE
 
 SUMMARY_FILE = "summary.md"
 

@@ -19,12 +19,13 @@ import numpy as np
 from tqdm import tqdm
 
 from pfld.inference.models import load_landmark_model
+from pfld.io.images import read_image, write_image
 from pfld.predict.box_mapping import DLIB_HOG_MAPPING
 from pfld.predict.detector import DlibHogDetector
 from pfld.predict.drawing import draw_faces
 from pfld.predict.pipeline import FacePrediction, Predictor
 from pfld.predict.smoothing import LandmarkSmoother
-from pfld.predict.sources import VideoFrames, expand_inputs, is_video, read_photo
+from pfld.predict.sources import VideoFrames, expand_inputs, is_video
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,17 +89,12 @@ def photo_record(path: Path, image: np.ndarray, faces: list[FacePrediction], **e
             "faces": [face.to_json() for face in faces]}  # fmt: skip
 
 
-def write_rgb(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write the picture")
-
-
 def predict_photo(predictor: Predictor, path: Path, out: Path, draw: bool) -> list[FacePrediction]:
-    image = read_photo(path)
+    image = read_image(path)
     faces = predictor.predict(image)
     (out / f"{path.stem}.json").write_text(json.dumps(photo_record(path, image, faces), indent=1) + "\n")
     if draw:
-        write_rgb(out / f"{path.stem}.jpg", draw_faces(image, faces))
+        write_image(out / f"{path.stem}.jpg", draw_faces(image, faces))
     print(describe(str(path), faces))
     return faces
 

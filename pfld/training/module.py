@@ -14,12 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from pfld.data.mixed import extend_points, extend_sigma
 from pfld.data.normalize import model_input
-from pfld.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
 from pfld.inference.spec import ModelSpec
 from pfld.losses import pose_loss
-from pfld.losses.core import l1_loss
+from pfld.losses.points import l1_loss
 from pfld.metrics import NMEMetric, PoseErrorMetric, nme
 from pfld.models import PFLD
+from pfld.training.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
 
 # The module normalises batches in `on_after_batch_transfer` (the model's input is its contract, see
 # `data` below); Lightning warns that a datamodule was passed too, whose default hook it then skips.
@@ -194,7 +194,7 @@ class PFLDModule(L.LightningModule):
             **extras,
         )
         if self.hparams.get("distill_weight", 0.0) > 0 and "teacher" in batch:
-            # distillation: an L1 loss towards a teacher's points (pfld.data.pseudo_label), all points
+            # distillation: an L1 loss towards a teacher's points (pfld.teacher.pseudo_label), all points
             teacher = batch["teacher"]
             student = points if teacher.shape[1] == points.shape[1] else out.landmarks
             loss = loss + self.hparams.distill_weight * l1_loss(

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
-from pfld.atomic import atomic_write_text
 from pfld.data.attributes import PoseThresholds, class_memberships, fit_angles
 from pfld.data.cache import ANNOTATED, PSEUDO, FaceCache
 from pfld.data.crop import from_unit
@@ -42,6 +41,7 @@ from pfld.data.store import load_faces, save_faces
 from pfld.data.transforms import build_eval_transform
 from pfld.evaluation.predictions import predict
 from pfld.inference.models import LandmarkModel
+from pfld.io.atomic import atomic_write_text
 
 MANIFEST_FILE = "pseudo_labels.json"
 #: `ModelSpec` entries the checkpoints of an ensemble must share.

@@ -244,7 +244,7 @@ def _box_source(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.format == "pseudo-label":
-        from pfld.data.pseudo_label import pseudo_label_split
+        from pfld.teacher.pseudo_label import pseudo_label_split
 
         return pseudo_label_split(args.split, args.model, args.out, args.threshold, args.mapping)
     splits, scheme_name, source = plan(args)

@@ -1,0 +1,1 @@
+"""Files in and out: atomic writes (`atomic`) and image files (`images`)."""

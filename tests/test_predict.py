@@ -1,5 +1,6 @@
 """The photo and video predictor on real AFW photos (tests/data/photos) with a committed 0.25X int8 model
-trained on the shared Helen and ytf68 faces (tests/data/models; it never saw AFW)."""
+trained on the shared Helen and ytf68 faces (tests/data/models; it never saw AFW), with each face
+detector."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("dlib")
 pytest.importorskip("onnxruntime")
 
 from pfld.cli.predict import main
@@ -19,7 +19,7 @@ from pfld.data.crop import landmark_box
 from pfld.data.readers import read_pts
 from pfld.io.images import read_image
 from pfld.metrics import nme
-from pfld.predict import BoxMapping, DlibHogDetector, Predictor, load_landmark_model
+from pfld.predict import BoxMapping, Predictor, create_detector, load_landmark_model
 from pfld.predict.box_mapping import DLIB_HOG_MAPPING, fit_box_mapping
 from pfld.predict.detector import box_iou
 from pfld.predict.drawing import draw_faces, pose_axes
@@ -28,6 +28,11 @@ from tests.conftest import ROOT
 
 PHOTOS = ROOT / "tests" / "data" / "photos"
 MODEL = ROOT / "tests" / "data" / "models" / "pfld_025x_300w_int8.onnx"
+#: a face turned away and tilted (AFW 3363054468): BlazeFace finds it, dlib's frontal HOG does not
+TURNED = PHOTOS / "3363054468.jpg"
+FRONTAL = sorted(p for p in PHOTOS.glob("*.jpg") if p != TURNED)
+#: the Python package each detector needs
+NEEDS = {"blazeface": "ai_edge_litert", "dlib": "dlib"}
 
 
 def annotated(photo: Path) -> list[np.ndarray]:
@@ -35,45 +40,88 @@ def annotated(photo: Path) -> list[np.ndarray]:
     return [read_pts(pts, 68) for pts in sorted(PHOTOS.glob(f"{photo.stem}_*.pts"))]
 
 
+def face_error(face, truth: np.ndarray) -> float:
+    return float(nme(torch.from_numpy(face.landmarks[None]), torch.from_numpy(truth[None]), (36, 45)))
+
+
 @pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(load_landmark_model(MODEL), DlibHogDetector(upsample=1))
+def model():
+    return load_landmark_model(MODEL)
 
 
-@pytest.mark.parametrize("photo", sorted(PHOTOS.glob("*.jpg")), ids=lambda p: p.stem)
-def test_every_annotated_face_is_found_and_its_points_land_on_it(predictor: Predictor, photo: Path) -> None:
+@pytest.fixture(scope="module", params=sorted(NEEDS))
+def any_predictor(request: pytest.FixtureRequest, model) -> Predictor:
+    """A predictor with each detector in turn."""
+    pytest.importorskip(NEEDS[request.param])
+    return Predictor(model, create_detector(request.param))
+
+
+@pytest.fixture(scope="module")
+def predictor(model) -> Predictor:
+    """The default detector's predictor."""
+    pytest.importorskip(NEEDS["blazeface"])
+    return Predictor(model, create_detector())
+
+
+@pytest.mark.parametrize("photo", FRONTAL + [TURNED], ids=lambda p: p.stem)
+def test_every_annotated_face_is_found_and_its_points_land_on_it(
+    any_predictor: Predictor, photo: Path
+) -> None:
     image = read_image(photo)
-    faces = predictor.predict(image)
+    faces = any_predictor.predict(image)
+    if photo == TURNED and any_predictor.detector.name == "dlib-hog":
+        # why BlazeFace is the default: on all 300W photos of ../shared dlib misses 12.8 % of AFW's
+        # faces, mostly turned and tilted ones like this
+        (truth,) = annotated(TURNED)
+        assert all(box_iou(f.box, landmark_box(truth)) < 0.2 for f in faces)
+        return
     for truth in annotated(photo):
         box = landmark_box(truth)
         face = max(faces, key=lambda f: box_iou(f.box, box))
         assert box_iou(face.box, box) > 0.4, f"{photo.name}: the detector missed the face at {box.round()}"
-        error = float(nme(torch.from_numpy(face.landmarks[None]), torch.from_numpy(truth[None]), (36, 45)))
-        assert error < 0.08, f"{photo.name}: NME {error:.3f}"
+        error = face_error(face, truth)
+        # the turned face is hard for this model: 0.0998 even on the training policy's crop of the
+        # annotation; 0.128 through BlazeFace's box, mapping and two refinements
+        assert error < (0.14 if photo == TURNED else 0.08), f"{photo.name}: NME {error:.3f}"
         assert (
             face.pose_source == "landmarks" and np.isfinite(face.pose).all()
         )  # the model has no pose output
-        assert (abs(face.pose_deg) < 45).all()  # frontal faces; pose is in radians, pose_deg for people
+        if photo != TURNED:
+            assert (abs(face.pose_deg) < 45).all()  # frontal faces; pose is in radians, pose_deg for people
 
 
-def test_refinement_brings_the_crop_to_the_training_policy(predictor: Predictor) -> None:
+def test_the_command_finds_a_turned_face_with_the_default_detector(tmp_path: Path) -> None:
+    pytest.importorskip(NEEDS["blazeface"])
+    assert main([str(TURNED), "--model", str(MODEL), "--out", str(tmp_path), "--no-draw"]) == 0
+    (face,) = json.loads((tmp_path / f"{TURNED.stem}.json").read_text())["faces"]
+    (truth,) = annotated(TURNED)
+    points = np.array(face["landmarks"], np.float32)
+    assert float(nme(torch.from_numpy(points[None]), torch.from_numpy(truth[None]), (36, 45))) < 0.14
+
+
+def test_refinement_brings_the_crop_to_the_training_policy(any_predictor: Predictor) -> None:
     """On the detector's box the crop is a guess; re-cropping around the predicted points with the
-    training rule brings them closer to the annotation (measured on these 6 faces: mean NME 0.0543 ->
-    0.0456; on all of AFW 0.0668 -> 0.0561)."""
+    training rule brings them closer to the annotation (dlib on these 6 faces: mean NME 0.0543 ->
+    0.0456; on all of AFW 0.0668 -> 0.0561; BlazeFace on AFW 0.0673 -> 0.0582)."""
     errors = {0: [], 2: []}
-    for photo in sorted(PHOTOS.glob("*.jpg")):
+    for photo in FRONTAL:
         image = read_image(photo)
         for refine, found in errors.items():
-            faces = Predictor(predictor.model, predictor.detector, DLIB_HOG_MAPPING, refine).predict(image)
+            detector = any_predictor.detector
+            faces = Predictor(any_predictor.model, detector, refine=refine).predict(image)
             for truth in annotated(photo):
                 face = max(faces, key=lambda f: box_iou(f.box, landmark_box(truth)))
-                found.append(
-                    float(
-                        nme(torch.from_numpy(face.landmarks[None]), torch.from_numpy(truth[None]), (36, 45))
-                    )
-                )
+                found.append(face_error(face, truth))
     assert len(errors[0]) == 6
     assert np.mean(errors[2]) < 0.95 * np.mean(errors[0])
+
+
+def test_each_detector_brings_its_own_box_mapping(model) -> None:
+    pytest.importorskip(NEEDS["blazeface"])
+    blazeface = create_detector("blazeface")
+    assert Predictor(model, blazeface).mapping == blazeface.mapping != DLIB_HOG_MAPPING
+    assert Predictor(model).mapping == DLIB_HOG_MAPPING  # boxes given without a detector: dlib-style
+    assert Predictor(model, blazeface, mapping=BoxMapping()).mapping == BoxMapping()
 
 
 def test_box_mapping_is_fitted_from_matched_boxes() -> None:
@@ -195,7 +243,18 @@ def test_video_gives_one_json_line_per_frame(tmp_path: Path) -> None:
     for shift in range(6):  # the face drifts right by 2 px a frame
         writer.write(np.roll(image, 2 * shift, axis=1))
     writer.release()
-    assert main([str(video), "--model", str(MODEL), "--out", str(tmp_path / "out"), "--smooth"]) == 0
+    # one face: the compressed frames hold a hand that BlazeFace scores 0.60 in one frame, at its threshold
+    command = [
+        str(video),
+        "--model",
+        str(MODEL),
+        "--out",
+        str(tmp_path / "out"),
+        "--smooth",
+        "--max-faces",
+        "1",
+    ]
+    assert main(command) == 0
     lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
     assert len(lines) == 6
     frames = [json.loads(line) for line in lines]

@@ -20,12 +20,12 @@ from tqdm import tqdm
 
 from pfld.inference.models import load_landmark_model
 from pfld.io.images import read_image, write_image
-from pfld.predict.box_mapping import DLIB_HOG_MAPPING
-from pfld.predict.detector import DlibHogDetector
+from pfld.predict.detector import DETECTORS, create_detector
 from pfld.predict.drawing import draw_faces
 from pfld.predict.pipeline import FacePrediction, Predictor
 from pfld.predict.smoothing import LandmarkSmoother
 from pfld.predict.sources import VideoFrames, expand_inputs, is_video
+from pfld.predict.tracking import FaceTracker
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,10 +40,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     parser.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        default=DETECTORS[0],
+        help="face detector: blazeface (default; finds turned and small faces) or dlib (frontal HOG)",
+    )
+    parser.add_argument(
+        "--min-face",
+        type=float,
+        default=24.0,
+        help="blazeface: smallest face to look for, in pixels; smaller costs more time (default 24)",
+    )
+    parser.add_argument(
         "--upsample",
         type=int,
         default=1,
-        help="detector upsampling: 1 finds faces down to about 40 px (default 1)",
+        help="dlib: upsampling; 1 finds faces down to about 40 px (default 1)",
+    )
+    parser.add_argument(
+        "--detect-every",
+        type=int,
+        default=5,
+        help="videos: detect faces every n-th frame and follow them from their landmarks in between "
+        "(default 5; 1 = every frame)",
     )
     parser.add_argument(
         "--refine", type=int, default=2, help="re-crops around the predicted points (default 2)"
@@ -108,10 +127,11 @@ def predict_video(predictor: Predictor, path: Path, out: Path, draw: bool, args:
         writer = cv2.VideoWriter(
             str(out / f"{path.stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), video.fps, video.size
         )
+    tracker = FaceTracker(predictor, args.detect_every)
     empty = frames = 0
     with (out / f"{path.stem}.jsonl").open("w") as lines:
         for index, frame in enumerate(tqdm(video, total=video.frames or None, desc=path.name, unit="frame")):
-            faces = predictor.predict(frame)
+            faces = tracker(frame)
             if smoother is not None:
                 faces = smoother(faces)
             empty += not faces
@@ -125,20 +145,23 @@ def predict_video(predictor: Predictor, path: Path, out: Path, draw: bool, args:
         writer.release()
     if not frames:
         raise ValueError(f"{path}: OpenCV read no frame from this video")
-    print(f"{path}: {frames} frames, {empty} without a face")
+    print(f"{path}: {frames} frames, {empty} without a face, detection on {tracker.detections}")
     return empty
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.detect_every < 1:
+            raise ValueError(f"--detect-every must be >= 1, got {args.detect_every}")
         files = expand_inputs(args.inputs)
         model = load_landmark_model(args.model, args.threads)
-        detector = DlibHogDetector(args.upsample)
+        options = {"upsample": args.upsample} if args.detector == "dlib" else {"min_face": args.min_face}
+        detector = create_detector(args.detector, **options)
     except (OSError, ValueError, ImportError) as error:  # nothing done yet: say why and stop
         print(f"error: {error}", file=sys.stderr)
         return 2
-    predictor = Predictor(model, detector, DLIB_HOG_MAPPING, args.refine, args.max_faces)
+    predictor = Predictor(model, detector, refine=args.refine, max_faces=args.max_faces)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed, start = [], time.perf_counter()

@@ -5,8 +5,21 @@ checkpoint or ONNX model, optional temporal smoothing, JSON and annotated pictur
 """
 
 from pfld.inference.models import load_landmark_model
+from pfld.predict.blazeface import BlazeFaceDetector
 from pfld.predict.box_mapping import BoxMapping
-from pfld.predict.detector import Detection, DlibHogDetector
+from pfld.predict.detector import DETECTORS, Detection, DlibHogDetector, create_detector
 from pfld.predict.pipeline import FacePrediction, Predictor
+from pfld.predict.tracking import FaceTracker
 
-__all__ = ["BoxMapping", "Detection", "DlibHogDetector", "FacePrediction", "Predictor", "load_landmark_model"]
+__all__ = [
+    "DETECTORS",
+    "BlazeFaceDetector",
+    "BoxMapping",
+    "Detection",
+    "DlibHogDetector",
+    "FacePrediction",
+    "FaceTracker",
+    "Predictor",
+    "create_detector",
+    "load_landmark_model",
+]

@@ -1,12 +1,25 @@
-"""Face detection that works offline: dlib's HOG detector, built into the `dlib-bin` wheel (no model file,
-no download). Any callable RGB image -> list of `Detection` can replace it."""
+"""Face detectors that work offline, behind one interface (RGB image -> list of `Detection`):
+
+- ``blazeface`` (default): MediaPipe's BlazeFace short- and full-range models with tiles for small faces
+  (`pfld.predict.blazeface`; weights in the repository, LiteRT interpreter from `ai-edge-litert`). Finds
+  profile and tilted faces.
+- ``dlib``: dlib's frontal-face HOG detector, built into the `dlib-bin` wheel (no model file).
+
+`create_detector(name)` builds either; each carries the `BoxMapping` fitted for its boxes (``mapping``).
+Any callable with a ``name`` and a ``mapping`` can replace them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+
+from pfld.predict.box_mapping import DLIB_HOG_MAPPING, BoxMapping
+
+#: the detectors `create_detector` builds; the first is the default
+DETECTORS = ("blazeface", "dlib")
 
 
 @dataclass(frozen=True)
@@ -19,6 +32,8 @@ class Detection:
 
 class FaceDetector(Protocol):
     name: str
+    #: the detector box -> landmark box mapping fitted for this detector's boxes
+    mapping: BoxMapping
 
     def __call__(self, image: np.ndarray) -> list[Detection]:
         """(H, W, 3) uint8 RGB -> the faces found, best first."""
@@ -30,8 +45,8 @@ def _import_dlib():
         import dlib
     except ImportError as error:
         raise ImportError(
-            f"the face detector needs dlib ({error}); install it with: pip install dlib-bin "
-            '(or pip install -e ".[predict]")'
+            f"the dlib face detector needs dlib ({error}); install it with: pip install dlib-bin "
+            '(or pip install -e ".[predict]"), or use --detector blazeface'
         ) from error
     return dlib
 
@@ -48,6 +63,7 @@ class DlibHogDetector:
     """
 
     name = "dlib-hog"
+    mapping = DLIB_HOG_MAPPING
 
     def __init__(self, upsample: int = 1, min_score: float = 0.0, min_size: float = 24.0) -> None:
         if upsample < 0:
@@ -69,6 +85,19 @@ class DlibHogDetector:
         ]
         found = [d for d in found if max(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= self.min_size]
         return sorted(found, key=lambda d: -d.score)
+
+
+def create_detector(name: str = DETECTORS[0], **options: Any) -> FaceDetector:
+    """The detector called ``name`` (one of `DETECTORS`) with its options (`BlazeFaceDetector`'s or
+    `DlibHogDetector`'s). A missing optional dependency raises ImportError naming the install command
+    and the other detector."""
+    if name == "blazeface":
+        from pfld.predict.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(**options)
+    if name == "dlib":
+        return DlibHogDetector(**options)
+    raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
 
 
 def box_iou(first: np.ndarray, second: np.ndarray) -> float:

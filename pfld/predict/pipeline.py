@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from pfld.data.attributes import fit_angles
-from pfld.data.crop import cut_square, from_unit, image_points, square_box, square_from_box
+from pfld.data.crop import cut_square, from_unit, image_points, landmark_box, square_box, square_from_box
 from pfld.data.schemes import LandmarkScheme, available_schemes, load_scheme
 from pfld.inference.models import LandmarkModel
 from pfld.predict.box_mapping import DLIB_HOG_MAPPING, BoxMapping
@@ -31,6 +31,9 @@ class FacePrediction:
     landmarks: np.ndarray
     pose: np.ndarray | None = None
     pose_source: str | None = None
+    #: mean move of the points in the last refinement pass, in crop sides (None without refinement):
+    #: small when the crop holds a face the model agrees with itself on, large when it lost the face
+    refine_shift: float | None = None
 
     @property
     def pose_deg(self) -> np.ndarray | None:
@@ -70,7 +73,8 @@ class Predictor:
     Args:
         model: a `LandmarkModel` (`load_landmark_model(path)`).
         detector: finds faces; not needed when boxes are given to `predict`.
-        mapping: detector box -> landmark box (see `pfld.predict.box_mapping`).
+        mapping: detector box -> landmark box (see `pfld.predict.box_mapping`); by default the one
+            fitted for ``detector`` (its ``mapping``), or dlib HOG's for boxes given without a detector.
         refine: extra passes, each cropping around the previous pass's landmarks with the training
             rule itself (0: the detector's crop only). On AFW with dlib's boxes and the shared 0.25X model,
             NME 0.0668 without, 0.0572 with one and 0.0561 with two (landmark-box crops: 0.0530).
@@ -83,13 +87,15 @@ class Predictor:
         self,
         model: LandmarkModel,
         detector: FaceDetector | None = None,
-        mapping: BoxMapping = DLIB_HOG_MAPPING,
+        mapping: BoxMapping | None = None,
         refine: int = 2,
         max_faces: int | None = None,
         pose_from_landmarks: bool = True,
     ) -> None:
         if refine < 0:
             raise ValueError(f"refine must be >= 0, got {refine}")
+        if mapping is None:
+            mapping = getattr(detector, "mapping", DLIB_HOG_MAPPING)
         self.model, self.detector, self.mapping = model, detector, mapping
         self.refine, self.max_faces = refine, max_faces
         self.scheme: LandmarkScheme | None = None
@@ -112,20 +118,56 @@ class Predictor:
         )
         if not detections:
             return []
-        spec = self.model.spec
+        crop_scale = self.model.spec.crop_scale
         squares = np.stack(
-            [square_from_box(self.mapping.landmark_box(d.box), spec.crop_scale) for d in detections]
+            [square_from_box(self.mapping.landmark_box(d.box), crop_scale) for d in detections]
         )
+        return self._faces(image, squares, self.refine, [(d.box, d.score) for d in detections])
+
+    def follow(
+        self, image: np.ndarray, previous: Sequence[FacePrediction], refine: int = 1
+    ) -> list[FacePrediction]:
+        """The faces of ``previous`` (the last frame's predictions) in this frame, without detection:
+        each is cropped around its previous landmarks with the training rule, then ``refine`` more
+        passes around the new ones (see `FaceTracker`). Box and score stay those of the detection."""
+        check_image(image)
+        if not previous:
+            return []
+        crop_scale = self.model.spec.crop_scale
+        squares = np.stack([square_box(f.landmarks.astype(np.float32), crop_scale) for f in previous])
+        faces = self._faces(image, squares, refine, [(f.box, f.score) for f in previous])
+        height, width = image.shape[:2]
+        kept = []
+        for before, face in zip(previous, faces, strict=True):
+            centre = face.landmarks.mean(axis=0)
+            if not (0 <= centre[0] < width and 0 <= centre[1] < height):
+                continue  # the face left the frame
+            # the detection's box moves and scales with the landmarks' box
+            old, new = landmark_box(before.landmarks), landmark_box(face.landmarks)
+            scale = (new[2:] - new[:2]).max() / max((old[2:] - old[:2]).max(), 1e-6)
+            old_centre, new_centre = (old[:2] + old[2:]) / 2, (new[:2] + new[2:]) / 2
+            face.box = np.concatenate([(face.box[:2] - old_centre) * scale + new_centre,
+                                       (face.box[2:] - old_centre) * scale + new_centre])  # fmt: skip
+            kept.append(face)
+        return kept
+
+    def _faces(
+        self, image: np.ndarray, squares: np.ndarray, refine: int, boxes: list[tuple[np.ndarray, float]]
+    ) -> list[FacePrediction]:
+        """Run the model on these (N, 3) crops, ``refine`` more passes, and make the predictions."""
+        spec = self.model.spec
         units, pose = self._run(image, squares)
-        for _ in range(self.refine):
-            points = self._to_photo(units, squares)
+        points = self._to_photo(units, squares)
+        shifts = [None] * len(squares)
+        for _ in range(refine):
             squares = np.stack([square_box(p.astype(np.float32), spec.crop_scale) for p in points])
             units, pose = self._run(image, squares)
+            before, points = points, self._to_photo(units, squares)
+            shifts = np.linalg.norm(points - before, axis=2).mean(axis=1) / squares[:, 2]
         faces = []
-        for i, (detection, square, points) in enumerate(
-            zip(detections, squares, self._to_photo(units, squares), strict=True)
-        ):
-            face = FacePrediction(detection.box, detection.score, square, points)
+        for i, ((box, score), square, face_points) in enumerate(zip(boxes, squares, points, strict=True)):
+            shift = None if shifts[i] is None else float(shifts[i])
+            face = FacePrediction(box, score, square, face_points, refine_shift=shift)
             if pose is not None:
                 face.pose, face.pose_source = pose[i], "model"
             elif self.scheme is not None:

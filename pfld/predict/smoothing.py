@@ -54,7 +54,7 @@ class OneEuroFilter:
         return self._value
 
 
-def _overlap(first: np.ndarray, second: np.ndarray) -> float:
+def crop_overlap(first: np.ndarray, second: np.ndarray) -> float:
     """IoU of two crops given as (centre_x, centre_y, side) squares."""
     return box_iou(*(np.concatenate([s[:2] - s[2] / 2, s[:2] + s[2] / 2]) for s in (first, second)))
 
@@ -76,8 +76,8 @@ class LandmarkSmoother:
         free = list(range(len(self.tracks)))  # indices of the previous frame's tracks not yet taken
         tracks = []
         for face in faces:
-            best = max(free, key=lambda i: _overlap(self.tracks[i][0], face.crop), default=None)
-            if best is not None and _overlap(self.tracks[best][0], face.crop) >= self.min_overlap:
+            best = max(free, key=lambda i: crop_overlap(self.tracks[i][0], face.crop), default=None)
+            if best is not None and crop_overlap(self.tracks[best][0], face.crop) >= self.min_overlap:
                 free.remove(best)
                 smoother = self.tracks[best][1]
             else:

@@ -7,6 +7,8 @@
     python -m data pts  --split train=folder_a --split val=folder_b --scheme ibug68 --out data/mine
     python -m data mtfl --root ../shared/data/mtfl5                -> data/mtfl5/train (five points,
                                                                       cropped like 68-point faces)
+    python -m data kaggle --train training.csv [--test test.csv]  -> data/kaggle/train (15 points; the
+    python -m data kaggle --train face_images.npz                     whole 96 px image is the crop)
     python -m data pseudo-label --model best.ckpt --split data/mtfl5/train --out data/mtfl5_68/train
                                           (a model fills in the points the faces lack; see pseudo_label.py)
 
@@ -16,6 +18,7 @@ Train on the result with ``python train.py data=wflw`` (or a data config listing
 from __future__ import annotations
 
 import argparse
+import shutil
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -32,10 +35,19 @@ from pfld.data.readers import (
     read_pts_folder,
     read_wflw_split,
 )
+from pfld.data.readers.kaggle import (
+    KaggleFaces,
+    kaggle_records,
+    read_kaggle_csv,
+    read_kaggle_npz,
+    read_kaggle_test,
+)
 from pfld.data.schemes import available_schemes, load_scheme
 from pfld.data.schemes.mapping import load_mapping
+from pfld.data.store import load_faces
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+KAGGLE_IMAGES = ".kaggle_images"  # Kaggle's images as files while they are prepared, under --out
 
 
 def _common_options(parser: argparse.ArgumentParser, default_out: str | None) -> None:
@@ -127,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
         "annotated faces; 'none' crops on the five points' own box",
     )
     _common_options(mtfl, "mtfl5")
+    kaggle = commands.add_parser("kaggle", help="Kaggle facial keypoints (15 points, 96 px grey): train")
+    kaggle.add_argument(
+        "--train", type=Path, required=True, help="training.csv, or face_images.npz (+ facial_keypoints.csv)"
+    )
+    kaggle.add_argument(
+        "--keypoints", type=Path, help="the npz's points CSV (default: facial_keypoints.csv beside it)"
+    )
+    kaggle.add_argument(
+        "--test", type=Path, help="test.csv: read and counted, not prepared (it has no points)"
+    )
+    _common_options(kaggle, "kaggle")
+    # The faces are cut already: the policy crop is the whole image at its own 96 px (the data set's box
+    # is the image), so a face with only four points is cut like a complete one; no border to store, as
+    # nothing lies outside the image (augmentation fills black there either way).
+    kaggle.set_defaults(crop_size=96, crop_scale=1.0, margin=1.0, box="dataset")
     pseudo = commands.add_parser(
         "pseudo-label", help="fill in the missing points of a prepared split with a trained model"
     )
@@ -207,6 +234,10 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, SplitReader], str, dict[st
                 "crop_for": args.crop_for,
             },
         )
+    if args.format == "kaggle":
+        files = {k: getattr(args, k) for k in ("train", "keypoints", "test")}
+        source = {"format": "kaggle", **{k: v and str(v.resolve()) for k, v in files.items()}}
+        return {"train": partial(_kaggle_split, args.train, args.keypoints, args.out)}, "kaggle15", source
     scheme = load_scheme(args.scheme)
     paths = _parse_splits(args.split)
     images = _image_dirs(args.images, list(paths))
@@ -226,6 +257,31 @@ def _mtfl_split(root: Path, crop_for: str, on_error: Callable[[str], None]) -> l
     if crop_for == "none":
         return records
     return with_estimated_boxes(records, load_mapping("five_point", crop_for), on_error)
+
+
+def _kaggle_split(train: Path, keypoints: Path | None, out: Path, on_error: Callable[[str], None]) -> list:
+    """The faces of training.csv or the npz variant, their images written for the pipeline to read."""
+    if train.suffix.lower() == ".npz":
+        faces = read_kaggle_npz(train, keypoints, on_error=on_error)
+    else:
+        faces = read_kaggle_csv(train, on_error=on_error)
+    return kaggle_records(faces, out / KAGGLE_IMAGES / "train", on_error=on_error)
+
+
+def _kaggle_summary(out: Path, manifest: dict[str, Any], test: KaggleFaces | None) -> None:
+    """Print how many faces were kept and how many of their points are missing."""
+    visible = load_faces(out / "train").visible
+    missing = int((~visible).sum())
+    print(
+        f"kaggle: {len(visible)} training faces ({manifest['splits']['train']['skipped']} skipped), "
+        f"{int((~visible).any(axis=1).sum())} of them with missing points; {missing} of {visible.size} "
+        f"points missing ({missing / visible.size:.1%}), unlabelled for the loss"
+    )
+    if test is not None:
+        print(
+            f"test: {len(test)} faces, not prepared (a prepared face needs two labelled points); predict "
+            "them from read_kaggle_test and answer IdLookupTable.csv with pfld.evaluation.kaggle.write_submission"
+        )
 
 
 def _bound_split(read: Callable[..., list], root: Path, split: str, on_error: Callable[[str], None]) -> list:
@@ -248,14 +304,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
         return pseudo_label_split(args.split, args.model, args.out, args.threshold, args.mapping)
     splits, scheme_name, source = plan(args)
-    return prepare_dataset(
-        args.out,
-        splits,
-        load_scheme(scheme_name),
-        CropPolicy(args.crop_size, args.crop_scale, args.margin, _box_source(args)),
-        source=source,
-        thresholds=PoseThresholds(args.profile_yaw, args.head_pitch),
-        force=args.force,
-        shard_size=args.shard_size,
-        workers=args.workers,
-    )
+    kaggle = args.format == "kaggle"
+    test = read_kaggle_test(args.test) if kaggle and args.test is not None else None  # fail early
+    try:
+        manifest = prepare_dataset(
+            args.out,
+            splits,
+            load_scheme(scheme_name),
+            CropPolicy(args.crop_size, args.crop_scale, args.margin, _box_source(args)),
+            source=source,
+            thresholds=PoseThresholds(args.profile_yaw, args.head_pitch),
+            force=args.force,
+            shard_size=args.shard_size,
+            workers=args.workers,
+        )
+    finally:
+        if kaggle:
+            shutil.rmtree(args.out / KAGGLE_IMAGES, ignore_errors=True)
+    if kaggle:
+        _kaggle_summary(args.out, manifest, test)
+    return manifest

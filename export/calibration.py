@@ -1,7 +1,7 @@
 """Calibration data for static int8 quantisation: real, normalised crops fed to onnxruntime's calibrator.
 
-A batch is (N, 3, S, S) float32, RGB normalised exactly as the model's input (see `export.onnx_export`);
-a single image (3, S, S) is treated as a batch of one.
+A batch is (N, C, S, S) float32 (C = 3, RGB, or 1, grey), normalised exactly as the model's input (see
+`export.onnx_export`); a single image (C, S, S) is treated as a batch of one.
 """
 
 from __future__ import annotations
@@ -13,17 +13,20 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader
 from torch.utils.data import Dataset
 
-from pfld.data.normalize import model_input
+from pfld.data.normalize import CHANNELS, model_input
 from pfld.inference.models import INPUT_NAME
 
 
 def as_batch(images: np.ndarray) -> np.ndarray:
-    """(3, S, S) or (N, 3, S, S) -> (N, 3, S, S) float32, contiguous; anything else is refused."""
+    """(C, S, S) or (N, C, S, S) -> (N, C, S, S) float32, contiguous, C 3 (RGB) or 1 (grey); anything
+    else is refused."""
     array = np.asarray(images)
     if array.ndim == 3:
         array = array[None]
-    if array.ndim != 4 or array.shape[1] != 3 or array.shape[0] == 0:
-        raise ValueError(f"a calibration batch must be (N, 3, S, S) or (3, S, S), got shape {array.shape}")
+    if array.ndim != 4 or array.shape[1] not in CHANNELS or array.shape[0] == 0:
+        raise ValueError(
+            f"a calibration batch must be (N, C, S, S) or (C, S, S) with C 3 or 1, got shape {array.shape}"
+        )
     if not np.issubdtype(array.dtype, np.floating):
         raise TypeError(f"calibration images must be normalised floats, got dtype {array.dtype}")
     if not np.isfinite(array).all():
@@ -55,7 +58,7 @@ class ImageCalibrationReader(CalibrationDataReader):
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(3, S, S) of every image."""
+        """(C, S, S) of every image."""
         return tuple(self.batches[0].shape[1:])  # type: ignore[return-value]
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -83,11 +86,12 @@ def calibration_indices(length: int, count: int) -> np.ndarray:
 
 
 def calibration_batches(dataset: Dataset, count: int, batch_size: int = 32) -> Iterator[np.ndarray]:
-    """Batches (<= batch_size, 3, S, S) float32 of the "image" of `count` samples of `dataset`, taken at
+    """Batches (<= batch_size, C, S, S) float32 of the "image" of `count` samples of `dataset`, taken at
     evenly spaced indices (deterministic; every sample if `count` exceeds its length).
 
     Pass a data set without augmentation (the evaluation transform) so the crops are what the phone
-    will see; its uint8 crops are normalised with its ``mean`` and ``std`` (`pfld.data.normalize`).
+    will see; its uint8 crops are normalised with its ``mean`` and ``std`` (`pfld.data.normalize`; one
+    value each: a grey model's luma).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

@@ -69,7 +69,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def check_crops(dataset: Any, count: int) -> np.ndarray:
-    """(min(count, N), 3, S, S) real normalised crops spread over `dataset`, for the parity check."""
+    """(min(count, N), C, S, S) real normalised crops spread over `dataset`, for the parity check."""
     return np.concatenate(list(calibration_batches(dataset, count, batch_size=64)))
 
 
@@ -130,7 +130,7 @@ def export_runtimes(
         try:
             print(f"exporting to {fmt}")
             if fmt == "ncnn":
-                written.append(export_ncnn(network, spec.input_size, folder))
+                written.append(export_ncnn(network, spec.input_size, folder, channels=spec.channels))
             else:
                 written.append(export_mnn(folder / FP32_NAME, folder))
                 written.append(export_mnn(folder / FP32_NAME, folder, weight_bits=8))
@@ -192,7 +192,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         atol=float(cfg.parity.atol),
         pose_atol_deg=float(cfg.parity.pose_atol_deg),
     )
-    image = val_crops[:1]  # (1, 3, S, S): the latency input, the first validation face
+    image = val_crops[:1]  # (1, C, S, S): the latency input, the first validation face
     print(f"scoring PyTorch and fp32 ONNX on {len(loader.dataset)} validation faces")
     models: dict[str, Any] = {
         "pytorch": scores(TorchLandmarkModel(model, spec)),

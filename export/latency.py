@@ -39,7 +39,7 @@ def machine_description() -> str:
 def measure_latency(
     path: str | Path, image: np.ndarray, threads: int, runs: int = 200, warmup: int = 20, sessions: int = 3
 ) -> dict[str, Any]:
-    """Milliseconds per call of the model at `path` on `image` (1, 3, S, S) with `threads` intra-op
+    """Milliseconds per call of the model at `path` on `image` (1, C, S, S) with `threads` intra-op
     threads: `runs` timed calls after `warmup` untimed ones in each of `sessions` fresh sessions.
 
     Returns the median, 10th and 90th percentile over all timed calls, and each session's median: with

@@ -1,8 +1,8 @@
 """ONNX export of a PFLD landmark model, self-describing (metadata) and checked against PyTorch.
 
-The exported graph maps `image` (B, 3, S, S), float32, normalised with the stored mean and std, to
-`landmarks` (B, K, 2), x then y, in [0, 1] of the crop (and optionally `pose` (B, 3), degrees); B is
-dynamic, S and K are fixed. The metadata is the model's `pfld.inference.ModelSpec` (see `pfld.inference.spec`).
+The exported graph maps `image` (B, C, S, S), float32 (C = 3, RGB, or 1, grey: `pfld.channels`),
+normalised with the stored mean and std, to `landmarks` (B, K, 2), x then y, in [0, 1] of the crop (and
+optionally `pose` (B, 3), degrees); B is dynamic, C, S and K are fixed. The metadata is the model's `pfld.inference.ModelSpec` (see `pfld.inference.spec`).
 """
 
 from __future__ import annotations
@@ -108,14 +108,14 @@ def _export_with_fallback(
         )
 
 
-def random_images(size: int, batch_size: int = PARITY_BATCH, seed: int = 0) -> np.ndarray:
-    """(batch_size, 3, size, size) float32 N(0, 1): stand-ins for normalised crops in unit tests."""
+def random_images(size: int, batch_size: int = PARITY_BATCH, seed: int = 0, channels: int = 3) -> np.ndarray:
+    """(batch_size, channels, size, size) float32 N(0, 1): stand-ins for normalised crops in unit tests."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch_size, 3, size, size, generator=generator).numpy()
+    return torch.randn(batch_size, channels, size, size, generator=generator).numpy()
 
 
 def max_abs_difference(model: nn.Module, path: str | Path, images: np.ndarray) -> dict[str, float]:
-    """Max |onnxruntime - PyTorch| of each output of the ONNX file at `path` over `images` (N, 3, S, S),
+    """Max |onnxruntime - PyTorch| of each output of the ONNX file at `path` over `images` (N, C, S, S),
     normalised crops: ``landmarks`` in crop units and, for a `LandmarksAndPose`, ``pose`` in degrees.
     `model` is evaluated as given (use eval mode)."""
     _import_runtime()
@@ -149,30 +149,33 @@ def export_onnx(
 ) -> Exported:
     """Export `model` to ONNX at `path`, check it against PyTorch, and return the file and the check.
 
-    The graph has input `image` (B, 3, S, S) and output `landmarks` (B, K, 2), plus `pose` (B, 3)
-    yaw, pitch, roll in degrees when `with_pose` (which needs the auxiliary net; otherwise the net is
-    left out). The batch is dynamic. `metadata` (`ModelSpec.to_metadata`; it must agree with the model)
+    The graph has input `image` (B, C, S, S) (C: the model's `in_channels`) and output `landmarks`
+    (B, K, 2), plus `pose` (B, 3) yaw, pitch, roll in degrees when `with_pose` (which needs the
+    auxiliary net; otherwise the net is left out). The batch is dynamic. `metadata` (`ModelSpec.to_metadata`; it must agree with the model)
     is stored as `metadata_props`; read it back with `read_metadata`.
 
-    `check_images` (N, 3, S, S) are normalised real crops run through both onnxruntime and PyTorch;
+    `check_images` (N, C, S, S) are normalised real crops run through both onnxruntime and PyTorch;
     without them a random batch of 4 is used (for unit tests). Above `atol` (crop units) on the
     landmarks, or `pose_atol_deg` on the pose, the file is removed and a RuntimeError raised.
     `model` itself is not modified (an eval-mode CPU copy is exported).
     """
     onnx, _ = _import_runtime()
-    check_metadata(metadata, model.input_size, model.num_points)
+    check_metadata(metadata, model.input_size, model.num_points, model.in_channels)
     props = encode_metadata(metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).cpu().float().eval()
     network: nn.Module = (LandmarksAndPose(model) if with_pose else model.without_auxiliary()).eval()
     outputs = [OUTPUT_NAME, POSE_NAME] if with_pose else [OUTPUT_NAME]
-    size = model.input_size
-    images = random_images(size) if check_images is None else np.asarray(check_images, dtype=np.float32)
-    if images.ndim != 4 or images.shape[1:] != (3, size, size) or not len(images):
-        raise ValueError(f"check_images must be (N, 3, {size}, {size}), got {images.shape}")
+    size, channels = model.input_size, model.in_channels
+    if check_images is None:
+        images = random_images(size, channels=channels)
+    else:
+        images = np.asarray(check_images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1:] != (channels, size, size) or not len(images):
+        raise ValueError(f"check_images must be (N, {channels}, {size}, {size}), got {images.shape}")
     # batch 2, not 1: the exporter would specialise a batch of 1 to a constant
-    example = torch.zeros(2, 3, size, size)
+    example = torch.zeros(2, channels, size, size)
     with staged(path) as building:  # the file appears only once written, described and checked
         _torch_export(network, example, building, opset, outputs)
         proto = onnx.load(str(building))

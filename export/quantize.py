@@ -1,6 +1,6 @@
 """Static int8 quantisation (QDQ format) of an exported fp32 PFLD model, for phones.
 
-The int8 graph keeps the fp32 interface: `image` (B, 3, S, S) float32 normalised in, `landmarks`
+The int8 graph keeps the fp32 interface: `image` (B, C, S, S) float32 normalised in, `landmarks`
 (B, K, 2) float32 in [0, 1] of the crop out; QuantizeLinear / DequantizeLinear pairs sit around the
 quantised operators. It carries the fp32 model's metadata plus `pfld.quantization` (JSON: target,
 per_channel, method, excluded nodes, number of calibration images).
@@ -108,7 +108,7 @@ def quantize_int8(
     """Quantise the fp32 ONNX model at `fp32_path` to int8 (static, QDQ) at `out_path`; return the path.
 
     Args:
-        calibration: normalised crops, batches (N, 3, S, S) or single images (3, S, S) float32 as the
+        calibration: normalised crops, batches (N, C, S, S) or single images (C, S, S) float32 as the
             model's input (see `export.calibration.calibration_batches`), or a ready reader.
         target: "arm" (int8 activations and weights) or "x86" (uint8 activations, int8 weights).
         per_channel: one weight scale per output channel (recommended: depthwise convolutions need it).

@@ -41,8 +41,13 @@ REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 #: ncnn's blob names as pnnx writes them.
 NCNN_INPUT, NCNN_OUTPUT = "in0", "out0"
+#: The sidecar's input layout by `pfld.channels` (3 when absent).
+INPUT_LAYOUTS = {
+    3: "1 x 3 x S x S float32, RGB, (pixel / 255 - mean) / std, the policy crop",
+    1: "1 x 1 x S x S float32, grey = 0.299 R + 0.587 G + 0.114 B, (grey / 255 - mean) / std, the policy crop",
+}
 
-#: A batch predictor, called as a `pfld.inference.LandmarkModel` is: (B, 3, S, S) normalised crops ->
+#: A batch predictor, called as a `pfld.inference.LandmarkModel` is: (B, C, S, S) normalised crops ->
 #: ((B, K, 2) landmarks in [0, 1] of the crop, None: these files carry no pose output).
 BatchPredictor = Callable[[np.ndarray | torch.Tensor], tuple[np.ndarray, None]]
 
@@ -83,17 +88,18 @@ class Written:
     label: str  # e.g. "ncnn fp32"
     files: list[Path]
     predictor: BatchPredictor
-    single: Callable[[np.ndarray], Any]  # one (1, 3, S, S) image, for the latency
+    single: Callable[[np.ndarray], Any]  # one (1, C, S, S) image, for the latency
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def export_ncnn(network: nn.Module, size: int, folder: Path, threads: int = 1) -> Written:
-    """Trace ``network`` (the landmark net, eval mode) with pnnx into ``model.ncnn.param`` / ``.bin``."""
+def export_ncnn(network: nn.Module, size: int, folder: Path, threads: int = 1, channels: int = 3) -> Written:
+    """Trace ``network`` (the landmark net, eval mode; ``channels`` inputs: 3 RGB or 1 grey) with pnnx
+    into ``model.ncnn.param`` / ``.bin``."""
     require("ncnn")
     import pnnx
 
     param, weights = folder / "model.ncnn.param", folder / "model.ncnn.bin"
-    example = torch.zeros(1, 3, size, size)
+    example = torch.zeros(1, channels, size, size)
     with tempfile.TemporaryDirectory(prefix="pfld-pnnx-") as work:
         work_dir = Path(work)
         pnnx.export(  # prints the converted graph
@@ -114,7 +120,7 @@ def export_ncnn(network: nn.Module, size: int, folder: Path, threads: int = 1) -
 
 
 def ncnn_runner(param: Path, weights: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
-    """An ncnn net as a function of one (1, 3, S, S) float32 image -> (K, 2)."""
+    """An ncnn net as a function of one (1, C, S, S) float32 image -> (K, 2)."""
     import ncnn
 
     net = ncnn.Net()
@@ -173,7 +179,7 @@ def _mnnconvert() -> str:
 
 
 def mnn_runner(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
-    """An MNN interpreter session as a function of one (1, 3, S, S) float32 image -> (K, 2)."""
+    """An MNN interpreter session as a function of one (1, C, S, S) float32 image -> (K, 2)."""
     import MNN
 
     interpreter = MNN.Interpreter(str(path))
@@ -234,7 +240,7 @@ def check_parity(written: Written, network: nn.Module, images: np.ndarray, atol:
 def runtime_latency(
     run: Callable[[np.ndarray], Any], image: np.ndarray, runs: int, warmup: int
 ) -> dict[str, Any]:
-    """Milliseconds per call of a one-image runner (its own thread setting) on ``image`` (1, 3, S, S)."""
+    """Milliseconds per call of a one-image runner (its own thread setting) on ``image`` (1, C, S, S)."""
     times = time_calls(lambda: run(image), runs, warmup)
     return {"threads": 1, **latency_summary(times), "runs": runs, "warmup": warmup}
 
@@ -244,7 +250,7 @@ def sidecar(written: Written, metadata: dict[str, Any]) -> Path:
     fmt = written.key.split("_")[0]
     layout = {
         "input": NCNN_INPUT if fmt == "ncnn" else "image",
-        "input_layout": "1 x 3 x S x S float32, RGB, (pixel / 255 - mean) / std, the policy crop",
+        "input_layout": INPUT_LAYOUTS[metadata.get("pfld.channels", 3)],
         "output": NCNN_OUTPUT if fmt == "ncnn" else "landmarks",
         "output_layout": "K x 2 float32: x, y in [0, 1] of the crop (pixel = value * S - 0.5)",
     }

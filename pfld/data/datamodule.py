@@ -16,7 +16,7 @@ from pfld.data.attributes import FACE_CLASSES, PoseThresholds, class_memberships
 from pfld.data.cache import FaceCache, concat_faces
 from pfld.data.dataset import LandmarkDataset
 from pfld.data.mixed import DerivedPoints, derived_points, extended_scheme, map_faces
-from pfld.data.normalize import IMAGENET_MEAN, IMAGENET_STD
+from pfld.data.normalize import IMAGENET_MEAN, IMAGENET_STD, channel_values
 from pfld.data.sampling import EpochSampler
 from pfld.data.schemes import LandmarkScheme
 from pfld.data.schemes.mapping import SchemeMapping
@@ -47,6 +47,8 @@ class LandmarkDataModule(L.LightningDataModule):
             E.g. ``[1, 1, 1, 0.5]`` gives a large set of five-point faces a third of each batch.
         num_points: K the rest of the config (the model) expects; must equal the scheme's.
         input_size: side of the model's input in pixels.
+        channels: the model's input channels: 3 (RGB) or 1 (grey). The crops stay RGB; a grey model's
+            batches are turned to luma where they are normalised (`pfld.data.normalize.model_input`).
         crop_scale: the crop policy's scale (see `pfld.data.crop`).
         margin: how much border the prepared crops keep for augmentation (1.5 = 25% each side).
         batch_size: faces per batch.
@@ -67,6 +69,7 @@ class LandmarkDataModule(L.LightningDataModule):
         num_points: int | None = None,
         val_fraction: float = 0.1,
         input_size: int = 112,
+        channels: int = 3,
         crop_scale: float = 1.2,
         margin: float = 1.5,
         batch_size: int = 64,
@@ -139,7 +142,10 @@ class LandmarkDataModule(L.LightningDataModule):
         self.num_workers: int | str = num_workers
         self.augmentation = dict(augmentation or {})
         build_train_transform(input_size, scheme.flip_permutation, **self.augmentation)  # bad keys fail here
-        self.mean, self.std = tuple(mean), tuple(std)
+        #: one value per input channel: three RGB ones become their luma for a grey model
+        self.mean = channel_values(mean, channels, "data.mean")
+        self.std = channel_values(std, channels, "data.std")
+        self.channels = channels
         self.profile_yaw_deg, self.head_pitch_deg = profile_yaw_deg, head_pitch_deg
         self.train_faces: FaceCache | None = None
         self.val_faces: FaceCache | None = None

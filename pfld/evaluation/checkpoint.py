@@ -15,7 +15,7 @@ from pfld.evaluation.scores import metrics_table
 from pfld.inference import ModelSpec, TorchLandmarkModel, load_checkpoint
 
 #: Input settings a checkpoint fixes (its data description); the data config's values are replaced.
-INPUT_KEYS: tuple[str, ...] = ("input_size", "crop_scale", "mean", "std")
+INPUT_KEYS: tuple[str, ...] = ("input_size", "channels", "crop_scale", "mean", "std")
 
 
 def check_compatible(spec: ModelSpec, data: DictConfig, checkpoint: str) -> None:
@@ -34,9 +34,9 @@ def check_compatible(spec: ModelSpec, data: DictConfig, checkpoint: str) -> None
 
 
 def adopt_input(data: DictConfig, spec: ModelSpec) -> None:
-    """Set the data config's input size, crop scale, mean and std to the checkpoint's (with a message
+    """Set the data config's input size, channels, crop scale, mean and std to the checkpoint's (with a message
     for each that changes): the model was trained on those crops."""
-    description = spec.to_hparams()
+    description = spec.to_hparams() | {"channels": spec.channels}  # RGB checkpoints do not store it
     with open_dict(data):
         for key in INPUT_KEYS:
             value, current = description[key], data.get(key)

@@ -10,10 +10,14 @@ Metadata values are strings, JSON where they are not plain text (``"112"``,
 ``"[0.485, 0.456, 0.406]"``). The required keys describe how to make the input and read the output:
 
 - ``pfld.input_size`` (int): the side S of the square input.
-- ``pfld.mean``, ``pfld.std`` (3 floats each): the input is ``(RGB pixel / 255 - mean) / std``, NCHW.
+- ``pfld.mean``, ``pfld.std`` (3 floats each): the input is ``(RGB pixel / 255 - mean) / std``, NCHW;
+  for a grey model (``pfld.channels`` 1) one float each, applied to the luma ``0.299 R + 0.587 G + 0.114 B``.
 - ``pfld.crop_scale`` (float): the crop is the square centred on the centre of the face's landmark box,
   with side ``crop_scale`` x the box's longer side (see `pfld.data.crop`).
 - ``pfld.num_landmarks`` (int): K; ``pfld.scheme`` (str): the landmark scheme's name (e.g. ``ibug68``).
+
+``pfld.channels`` (int) is 1 for a grey model and absent for an RGB one (3), so RGB checkpoints and
+files stay as they were and older ones read unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pfld.data.normalize import CHANNELS
 from pfld.metrics import DEFAULT_NORMALIZATION, Normalization, resolve_normalization
 
 PREFIX = "pfld."
@@ -31,6 +36,10 @@ REQUIRED_KEYS: tuple[str, ...] = tuple(
     PREFIX + key for key in ("input_size", "mean", "std", "crop_scale", "num_landmarks", "scheme")
 )
 INPUT_TEXT = "image: (N, 3, S, S) float32, RGB, (pixel / 255 - pfld.mean) / pfld.std"
+GREY_INPUT_TEXT = (
+    "image: (N, 1, S, S) float32, grey = 0.299 R + 0.587 G + 0.114 B of the RGB pixel, "
+    "(grey / 255 - pfld.mean) / pfld.std"
+)
 LANDMARKS_TEXT = (
     "landmarks: (N, K, 2) float32, x then y in [0, 1] of the crop: 0 is the outer edge of the crop's "
     "first pixel, 1 the outer edge of its last; the centre of pixel i is at (i + 0.5) / S"
@@ -54,27 +63,33 @@ class ModelSpec:
         scheme: the landmark scheme's name (`pfld.data.schemes`); ``num_points`` K its point count.
         input_size: side S of the square input crop in pixels.
         crop_scale: the crop's side over the longer side of the face's landmark box.
-        mean, std: the input is ``(RGB pixel / 255 - mean) / std``.
+        mean, std: the input is ``(RGB pixel / 255 - mean) / std``; one value each for a grey model.
         normalization: the NME's pair of point indices (outer eye corners, or pupils for inter_pupil).
         normalization_mode: what divides the NME: "inter_ocular", "inter_pupil" or "box".
         with_pose: whether the model also gives yaw, pitch, roll (radians in Python, degrees in files).
+        channels: the input's channels: 3 (RGB) or 1 (grey: the luma of the RGB crop, see
+            `pfld.data.normalize.grey`); ``mean`` and ``std`` hold one value per channel.
     """
 
     scheme: str
     num_points: int
     input_size: int
     crop_scale: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     normalization: tuple[int, int] | None = None
     normalization_mode: str = DEFAULT_NORMALIZATION
     with_pose: bool = False
+    channels: int = 3
 
     def __post_init__(self) -> None:
+        if isinstance(self.channels, bool) or self.channels not in CHANNELS:
+            raise ValueError(f"channels must be 3 (RGB) or 1 (grey), got {self.channels!r}")
+        object.__setattr__(self, "channels", int(self.channels))
         for name in ("mean", "std"):
             value = getattr(self, name)
-            if len(value) != 3:
-                raise ValueError(f"{name} must hold three floats (R, G, B), got {value!r}")
+            if len(value) != self.channels:
+                raise ValueError(f"{name} must hold {_values(self.channels)}, got {value!r}")
             object.__setattr__(self, name, tuple(float(v) for v in value))
         if self.normalization is not None:
             object.__setattr__(self, "normalization", tuple(int(i) for i in self.normalization))
@@ -92,7 +107,8 @@ class ModelSpec:
     def from_hparams(
         cls, data: Mapping[str, Any], with_pose: bool = False, where: str = "checkpoint"
     ) -> ModelSpec:
-        """From a checkpoint's ``data`` hyper-parameters (older ones lack ``normalization_mode``)."""
+        """From a checkpoint's ``data`` hyper-parameters (older ones lack ``normalization_mode`` and
+        ``channels``: RGB)."""
         missing = [key for key in HPARAM_KEYS if key not in data]
         if missing:
             raise ValueError(f"{where}: the model description (data hyper-parameters) lacks {missing}")
@@ -106,11 +122,13 @@ class ModelSpec:
             normalization=tuple(data["normalization"]) if data.get("normalization") is not None else None,
             normalization_mode=str(data.get("normalization_mode", DEFAULT_NORMALIZATION)),
             with_pose=with_pose,
+            channels=int(data.get("channels", 3)),
         )
 
     def to_hparams(self) -> dict[str, Any]:
-        """The checkpoint form (``with_pose`` is the model config's business, not kept here)."""
-        return {
+        """The checkpoint form (``with_pose`` is the model config's business, not kept here); ``channels``
+        only for a grey model."""
+        hparams = {
             "input_size": self.input_size,
             "crop_scale": self.crop_scale,
             "mean": list(self.mean),
@@ -121,11 +139,12 @@ class ModelSpec:
             "normalization_mode": self.normalization_mode,
             "coordinates": COORDINATES_TEXT,
         }
+        return hparams if self.channels == 3 else hparams | {"channels": self.channels}
 
     # -- an exported model's metadata --------------------------------------------------------------------
     def to_metadata(self) -> dict[str, Any]:
-        """The ``pfld.*`` metadata: the required keys, the NME's normalisation, and one line of text
-        each on the input, the crop and every output."""
+        """The ``pfld.*`` metadata: the required keys, the NME's normalisation, one line of text each on
+        the input, the crop and every output, and ``pfld.channels`` for a grey model."""
         metadata = {
             PREFIX + "input_size": self.input_size,
             PREFIX + "mean": list(self.mean),
@@ -135,13 +154,15 @@ class ModelSpec:
             PREFIX + "scheme": self.scheme,
             PREFIX + "normalization": list(self.normalization or []),
             PREFIX + "normalization_mode": self.normalization_mode,
-            PREFIX + "input": INPUT_TEXT,
+            PREFIX + "input": INPUT_TEXT if self.channels == 3 else GREY_INPUT_TEXT,
             PREFIX + "crop": CROP_TEXT,
             PREFIX + "landmarks": LANDMARKS_TEXT,
             PREFIX + "outputs": ["landmarks", "pose"] if self.with_pose else ["landmarks"],
         }
         if self.with_pose:
             metadata[PREFIX + "pose"] = POSE_TEXT
+        if self.channels != 3:
+            metadata[PREFIX + "channels"] = self.channels
         return metadata
 
     @classmethod
@@ -153,10 +174,13 @@ class ModelSpec:
             raise ValueError(
                 f"{where}: not a pfld model (metadata lacks {missing}); export with python -m export"
             )
+        channels = metadata.get(PREFIX + "channels", 3)
+        if isinstance(channels, bool) or channels not in CHANNELS:
+            raise ValueError(f"{where}: metadata {PREFIX}channels must be 3 or 1, got {channels!r}")
         for key in (PREFIX + "mean", PREFIX + "std"):
-            if not (isinstance(metadata[key], Sequence) and len(metadata[key]) == 3):
+            if not (isinstance(metadata[key], Sequence) and len(metadata[key]) == channels):
                 raise ValueError(
-                    f"{where}: metadata {key} must hold three floats (R, G, B), got {metadata[key]!r}"
+                    f"{where}: metadata {key} must hold {_values(channels)}, got {metadata[key]!r}"
                 )
         pair = metadata.get(PREFIX + "normalization") or None
         return cls(
@@ -169,20 +193,27 @@ class ModelSpec:
             normalization=tuple(pair) if pair else None,
             normalization_mode=str(metadata.get(PREFIX + "normalization_mode", DEFAULT_NORMALIZATION)),
             with_pose="pose" in (metadata.get(PREFIX + "outputs") or []),
+            channels=int(channels),
         )
 
 
-def check_metadata(metadata: Mapping[str, Any], input_size: int, num_landmarks: int) -> None:
-    """Refuse metadata without `REQUIRED_KEYS` or whose size and point count differ from the model's."""
+def check_metadata(
+    metadata: Mapping[str, Any], input_size: int, num_landmarks: int, channels: int = 3
+) -> None:
+    """Refuse metadata without `REQUIRED_KEYS` or whose size, point count or input channels (3 when
+    ``pfld.channels`` is absent) differ from the model's."""
     missing = [key for key in REQUIRED_KEYS if key not in metadata]
     if missing:
         raise ValueError(f"metadata lacks {missing}; an exported model must carry {list(REQUIRED_KEYS)}")
-    for key, value in ((PREFIX + "input_size", input_size), (PREFIX + "num_landmarks", num_landmarks)):
-        if metadata[key] != value:
-            raise ValueError(f"metadata {key}={metadata[key]!r} but the model has {value}")
+    described = {**metadata, PREFIX + "channels": metadata.get(PREFIX + "channels", 3)}
+    for name, value in (("input_size", input_size), ("num_landmarks", num_landmarks), ("channels", channels)):
+        if described[PREFIX + name] != value:
+            raise ValueError(
+                f"metadata {PREFIX + name}={described[PREFIX + name]!r} but the model has {value}"
+            )
     for key in (PREFIX + "mean", PREFIX + "std"):
-        if not (isinstance(metadata[key], Sequence) and len(metadata[key]) == 3):
-            raise ValueError(f"metadata {key} must hold three floats (R, G, B), got {metadata[key]!r}")
+        if not (isinstance(metadata[key], Sequence) and len(metadata[key]) == channels):
+            raise ValueError(f"metadata {key} must hold {_values(channels)}, got {metadata[key]!r}")
 
 
 def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
@@ -205,6 +236,10 @@ def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
 def decode_metadata(props: Mapping[str, str]) -> dict[str, Any]:
     """Inverse of `encode_metadata` (tuples come back as lists)."""
     return {key: json.loads(value) if _parses_as_json(value) else value for key, value in props.items()}
+
+
+def _values(channels: int) -> str:
+    return "three floats (R, G, B)" if channels == 3 else "one float (grey)"
 
 
 def _parses_as_json(text: str) -> bool:

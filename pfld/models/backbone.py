@@ -14,7 +14,7 @@ S1_CHANNELS = 16
 
 
 class PFLDBackbone(nn.Module):
-    """PFLD backbone, input (B, 3, H, W) with H and W multiples of 8.
+    """PFLD backbone, input (B, C, H, W) with C = `in_channels` (3: RGB, 1: grey) and H and W multiples of 8.
 
     Layers (sizes for 112 x 112 input, width 1.0); every conv is conv + BN + ReLU, every block a
     MobileNetV2 inverted residual (expansion t, n repeats, only the first at stride s):
@@ -36,20 +36,24 @@ class PFLDBackbone(nn.Module):
     width drives accuracy, so a thin model keeps the full head.
 
     Attributes:
+        in_channels: channels of the input: only the first convolution depends on it.
         auxiliary_channels: channels of the stride-4 features (C4).
         out_channels: channels of the stride-8 S1 features (16).
     """
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float = 1.0, in_channels: int = 3) -> None:
         super().__init__()
         if isinstance(width, bool) or not isinstance(width, int | float) or not math.isfinite(width):
             raise ValueError(f"width must be a finite number > 0, got {width!r}")
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
+        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels must be an int >= 1 (3: RGB, 1: grey), got {in_channels!r}")
         self.width = float(width)
+        self.in_channels: int = in_channels
         c64 = make_divisible(64 * width, 8)
         c128 = make_divisible(128 * width, 8)
-        self.conv1 = ConvBNReLU(3, c64, kernel_size=3, stride=2)
+        self.conv1 = ConvBNReLU(in_channels, c64, kernel_size=3, stride=2)
         self.conv2 = ConvBNReLU(c64, c64, kernel_size=3, stride=1, groups=c64)
         self.stage3 = make_stage(c64, c64, expand_ratio=2, repeats=5, stride=2)
         self.stage4 = make_stage(c64, c128, expand_ratio=2, repeats=1, stride=2)
@@ -60,7 +64,7 @@ class PFLDBackbone(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) -> (auxiliary features (B, C4, H/4, W/4), S1 features (B, 16, H/8, W/8))."""
+        """(B, C, H, W) -> (auxiliary features (B, C4, H/4, W/4), S1 features (B, 16, H/8, W/8))."""
         x = self.conv2(self.conv1(x))  # (B, C64, H/2, W/2)
         aux = self.stage3(x)  # (B, C64, H/4, W/4)
         s1 = self.stage6(self.stage5(self.stage4(aux)))  # (B, 16, H/8, W/8)

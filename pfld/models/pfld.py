@@ -41,11 +41,13 @@ class PFLD(nn.Module):
     """The PFLD landmark detector.
 
     Args:
-        backbone: a module mapping (B, 3, S, S) to (stride-4 features, stride-8 features), with int
-            attributes `auxiliary_channels` and `out_channels` (`PFLDBackbone`, `TimmBackbone`).
+        backbone: a module mapping (B, C, S, S) to (stride-4 features, stride-8 features), with int
+            attributes `auxiliary_channels` and `out_channels` (`PFLDBackbone`, `TimmBackbone`), and
+            `in_channels` C (3, RGB, when it has none; 1 for a grey model).
             It is not re-initialised here, so pretrained weights survive.
         num_points: K, at least 3.
-        input_size: side S of the square input, a multiple of 16, at least 64.
+        input_size: side S of the square input, a multiple of 16, at least 64 (the head and the pose
+            net size their last convolution from it: 7 x 7 at 112, 6 x 6 at 96).
         auxiliary: build the auxiliary pose net (training only; drop it with `without_auxiliary`).
         pose_bins, pose_bin_width: None for the paper's pose net regressing three angles, or Hopenet's
             binned classification (66 bins of 3 degrees), see `AuxiliaryPoseNet`.
@@ -96,6 +98,7 @@ class PFLD(nn.Module):
                 raise ValueError(f"backbone {type(backbone).__name__} needs an int attribute `{name}` >= 1")
         self.num_points = num_points
         self.input_size = input_size
+        self.in_channels: int = int(getattr(backbone, "in_channels", 3))
         self.backbone = backbone
         self.head = MultiScaleHead(backbone.out_channels, num_points, input_size)
         self.auxiliary: AuxiliaryPoseNet | HeadPose | None = None
@@ -110,13 +113,12 @@ class PFLD(nn.Module):
         )
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or tuple(x.shape[-2:]) != (self.input_size, self.input_size):
-            raise ValueError(
-                f"expected input (B, C, {self.input_size}, {self.input_size}), got {tuple(x.shape)}"
-            )
+        expected = (self.in_channels, self.input_size, self.input_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"expected input (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, S, S) -> landmarks (B, K, 2); in training with the auxiliary net, (landmarks, angles (B, 3))."""
+        """(B, C, S, S) -> landmarks (B, K, 2); in training with the auxiliary net, (landmarks, angles (B, 3))."""
         self._check_input(x)
         if self.training and self.auxiliary is not None:
             return self.forward_with_pose(x)
@@ -124,7 +126,7 @@ class PFLD(nn.Module):
         return self.head(s1)  # (B, K, 2)
 
     def forward_with_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, S, S) -> (landmarks (B, K, 2), angles (B, 3) in radians), in train and eval mode."""
+        """(B, C, S, S) -> (landmarks (B, K, 2), angles (B, 3) in radians), in train and eval mode."""
         if self.auxiliary is None:
             raise RuntimeError("this PFLD has no auxiliary net; build it with auxiliary=True")
         out = self.forward_train(x)
@@ -132,7 +134,7 @@ class PFLD(nn.Module):
         return out.landmarks, out.angles
 
     def forward_train(self, x: torch.Tensor) -> TrainingOutputs:
-        """(B, 3, S, S) -> everything the losses may read (`TrainingOutputs`), in train and eval mode:
+        """(B, C, S, S) -> everything the losses may read (`TrainingOutputs`), in train and eval mode:
         the pose net's angles (and logits when binned) and RLE's scales where those parts exist."""
         self._check_input(x)
         aux_features, s1 = self.backbone(x)

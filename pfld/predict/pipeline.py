@@ -10,6 +10,7 @@ import numpy as np
 
 from pfld.data.attributes import fit_angles
 from pfld.data.crop import cut_square, from_unit, image_points, landmark_box, square_box, square_from_box
+from pfld.data.normalize import grey
 from pfld.data.schemes import LandmarkScheme, available_schemes, load_scheme
 from pfld.inference.models import LandmarkModel
 from pfld.predict.box_mapping import DLIB_HOG_MAPPING, BoxMapping
@@ -62,8 +63,11 @@ class FacePrediction:
 
 
 def normalise(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """(N, S, S, 3) uint8 RGB -> (N, 3, S, S) float32 model input, ``(pixel / 255 - mean) / std``."""
-    scaled = (crops.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    """(N, S, S, 3) uint8 RGB -> (N, C, S, S) float32 model input, ``(pixel / 255 - mean) / std``;
+    C = len(mean): 3, or 1 for a grey model, whose crops become their luma (`pfld.data.normalize.grey`)."""
+    pixels = crops.astype(np.float32)
+    pixels = grey(pixels) if len(mean) == 1 else pixels
+    scaled = (pixels / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
 
 

@@ -45,7 +45,7 @@ from pfld.io.atomic import atomic_write_text
 
 MANIFEST_FILE = "pseudo_labels.json"
 #: `ModelSpec` entries the checkpoints of an ensemble must share.
-_SAME_SPEC = ("input_size", "crop_scale", "mean", "std", "scheme", "num_points")
+_SAME_SPEC = ("input_size", "channels", "crop_scale", "mean", "std", "scheme", "num_points")
 
 
 def pseudo_label(

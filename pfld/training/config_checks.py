@@ -18,6 +18,7 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
+from pfld.data.normalize import CHANNELS
 from pfld.inference.checkpoint import read_checkpoint
 from pfld.models.pfld import MIN_INPUT_SIZE
 
@@ -125,8 +126,9 @@ def _target_problems(node: dict[str, Any], path: str) -> list[str]:
 
 
 def model_problems(cfg: DictConfig) -> list[str]:
-    """A backbone width that is not a positive number; an input size the model cannot take; a model
-    whose point count or input size differs from the data's."""
+    """A backbone width that is not a positive number; an input size the model cannot take; input
+    channels other than 3 (RGB) or 1 (grey); a model whose point count or input size differs from the
+    data's."""
     problems = []
     backbone = cfg.model.get("backbone") or {}
     width = backbone.get("width")
@@ -138,6 +140,9 @@ def model_problems(cfg: DictConfig) -> list[str]:
             problems.append(
                 f"{key} must be an int, a multiple of 16 and >= {MIN_INPUT_SIZE} (e.g. 112), got {size!r}"
             )
+    channels = cfg.data.get("channels")
+    if channels is not None and channels not in CHANNELS:
+        problems.append(f"data.channels must be 3 (RGB) or 1 (grey), got {channels!r}")
     for name in ("input_size", "num_points"):
         model_value, data_value = cfg.model.get(name), cfg.data.get(name)
         if model_value is not None and data_value is not None and model_value != data_value:
@@ -191,7 +196,10 @@ def _resume_mismatches(hparams: dict[str, Any], cfg: DictConfig, path: str) -> l
             f"{cfg.data.input_size}: set data.input_size={saved_size} to resume, or use init_from={path}"
         )
     backbone = OmegaConf.to_container(cfg.model.get("backbone") or {}, resolve=True)
-    if saved_model.get("backbone") != backbone:
+    saved_backbone = saved_model.get("backbone")
+    if isinstance(saved_backbone, dict) and isinstance(backbone, dict) and "in_channels" in backbone:
+        saved_backbone = {"in_channels": 3, **saved_backbone}  # checkpoints from before it: RGB
+    if saved_backbone != backbone:
         problems.append(
             f"ckpt_path={path} has the backbone {saved_model.get('backbone')} but the config has {backbone}: "
             f"choose the same model to resume, or use init_from={path} to start from its matching weights"

@@ -133,6 +133,7 @@ def model_spec(datamodule: LandmarkDataModule) -> ModelSpec:
         std=tuple(datamodule.std),
         normalization=datamodule.normalization_pair,
         normalization_mode=datamodule.normalization,
+        channels=datamodule.channels,
     )
 
 

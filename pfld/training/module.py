@@ -46,7 +46,8 @@ class PFLDModule(L.LightningModule):
         data: what a deployed model must know about its input: ``input_size``, ``crop_scale``,
             ``mean``, ``std``, ``scheme`` (name), ``num_points``, ``normalization`` (a pair of point
             indices: the eye corners, or the pupils for inter_pupil) and ``normalization_mode``
-            ("inter_ocular", "inter_pupil" or "box"; absent in older checkpoints: "inter_ocular").
+            ("inter_ocular", "inter_pupil" or "box"; absent in older checkpoints: "inter_ocular") and,
+            for a grey model, ``channels`` 1 (`pfld.inference.ModelSpec`).
         channels_last: run convolutions in NHWC (1.5x faster for PFLD's depthwise layers on CPU).
 
     Validation logs ``val/loss``, ``val/nme``, ``val/failure_rate``, ``val/auc`` (and ``val/unscored``
@@ -90,6 +91,11 @@ class PFLDModule(L.LightningModule):
         if self.model.num_points != self.spec.num_points:
             raise ValueError(
                 f"model has {self.model.num_points} points but the data has {self.spec.num_points}"
+            )
+        if self.model.in_channels != self.spec.channels:
+            raise ValueError(
+                f"model takes {self.model.in_channels} input channels but the data has {self.spec.channels}: "
+                "leave model.backbone.in_channels at its default ${data.channels}"
             )
         self.val_metric = NMEMetric(self.normalization)
         self.val_pose_metric = PoseErrorMetric() if self.model.auxiliary is not None else None
@@ -145,7 +151,7 @@ class PFLDModule(L.LightningModule):
             self.loss.set_class_fractions(list(class_fractions))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) normalised images -> (B, K, 2) landmarks in [0, 1] of the crop."""
+        """(B, C, S, S) normalised images -> (B, K, 2) landmarks in [0, 1] of the crop."""
         return self.model(self._layout(images))
 
     def _layout(self, images: torch.Tensor) -> torch.Tensor:

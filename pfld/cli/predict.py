@@ -2,7 +2,9 @@
 
 For each photo: `<out>/<name>.json` (every face's box, crop, landmarks in photo pixels, yaw/pitch/roll)
 and `<out>/<name>.jpg` with the points and pose axes drawn. For each video: `<out>/<name>.jsonl` (one
-line per frame) and `<out>/<name>.mp4`.
+line per frame) and `<out>/<name>.mp4`. For Kaggle's test.csv (header ``ImageId,Image``): the model
+on each 96 px face as it is (no detector), `<out>/submission.csv` for `--kaggle-lookup`
+IdLookupTable.csv, else `<out>/<name>.csv` (ImageId and the 30 coordinate columns).
 """
 
 from __future__ import annotations
@@ -18,10 +20,19 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pfld.inference.models import load_landmark_model
+from pfld.data.readers.kaggle import read_kaggle_test
+from pfld.evaluation.kaggle import write_submission
+from pfld.inference.models import LandmarkModel, load_landmark_model
 from pfld.io.images import read_image, write_image
 from pfld.predict.detector import DETECTORS, create_detector
 from pfld.predict.drawing import draw_faces
+from pfld.predict.kaggle import (
+    by_image_id,
+    check_kaggle_model,
+    is_kaggle_test,
+    predict_kaggle_points,
+    write_kaggle_points,
+)
 from pfld.predict.pipeline import FacePrediction, Predictor
 from pfld.predict.smoothing import LandmarkSmoother
 from pfld.predict.sources import VideoFrames, expand_inputs, is_video
@@ -32,13 +43,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="predict.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("inputs", nargs="+", help="photos, folders of photos, or video files")
+    parser.add_argument(
+        "inputs", nargs="+", help="photos, folders of photos, video files, or Kaggle's test.csv"
+    )
     parser.add_argument(
         "--model",
         required=True,
         help="a training checkpoint (.ckpt) or an exported model (.onnx, fp32 or int8)",
     )
     parser.add_argument("--out", default="predictions", help="output folder (default: predictions)")
+    parser.add_argument(
+        "--kaggle-lookup",
+        type=Path,
+        help="Kaggle's IdLookupTable.csv: answer it for the test.csv input in <out>/submission.csv",
+    )
     parser.add_argument(
         "--detector",
         choices=DETECTORS,
@@ -149,15 +167,44 @@ def predict_video(predictor: Predictor, path: Path, out: Path, draw: bool, args:
     return empty
 
 
+def kaggle_inputs(files: list[Path], lookup: Path | None) -> list[Path]:
+    """The Kaggle test.csv files among ``files``; any other CSV, or a lookup table without exactly one
+    test.csv to answer it, is refused."""
+    tests = [path for path in files if is_kaggle_test(path)]
+    for path in files:
+        if path.suffix.lower() == ".csv" and path not in tests:
+            raise ValueError(f"{path}: not a Kaggle test.csv (its header must name ImageId and Image)")
+    if lookup is not None and len(tests) != 1:
+        raise ValueError(f"--kaggle-lookup {lookup} answers one test.csv, but {len(tests)} were given")
+    if lookup is not None and not lookup.is_file():
+        raise FileNotFoundError(f"{lookup}: Kaggle IdLookupTable not found")
+    return tests
+
+
+def predict_kaggle(model: LandmarkModel, path: Path, out: Path, lookup: Path | None) -> None:
+    """The points of test.csv's faces: `<out>/submission.csv` answering ``lookup``, or `<out>/<name>.csv`."""
+    faces = read_kaggle_test(path)
+    points = predict_kaggle_points(model, faces.images)  # (N, 15, 2) pixels of the 96 px images
+    if lookup is None:
+        write_kaggle_points(points, faces.image_ids, out / f"{path.stem}.csv")
+        print(f"{path}: {len(faces)} faces, 15 points each -> {out / f'{path.stem}.csv'}")
+        return
+    rows = write_submission(by_image_id(points, faces.image_ids, str(path)), lookup, out / "submission.csv")
+    print(f"{path}: {len(faces)} faces; {rows} rows of {lookup} answered -> {out / 'submission.csv'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.detect_every < 1:
             raise ValueError(f"--detect-every must be >= 1, got {args.detect_every}")
         files = expand_inputs(args.inputs)
+        tests = kaggle_inputs(files, args.kaggle_lookup)
         model = load_landmark_model(args.model, args.threads)
+        if tests:
+            check_kaggle_model(model, args.model)
         options = {"upsample": args.upsample} if args.detector == "dlib" else {"min_face": args.min_face}
-        detector = create_detector(args.detector, **options)
+        detector = create_detector(args.detector, **options) if len(tests) < len(files) else None
     except (OSError, ValueError, ImportError) as error:  # nothing done yet: say why and stop
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -167,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     failed, start = [], time.perf_counter()
     for path in files:
         try:
-            if is_video(path):
+            if path in tests:
+                predict_kaggle(model, path, out, args.kaggle_lookup)
+            elif is_video(path):
                 predict_video(predictor, path, out, not args.no_draw, args)
             else:
                 predict_photo(predictor, path, out, not args.no_draw)

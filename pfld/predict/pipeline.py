@@ -80,8 +80,9 @@ class Predictor:
         mapping: detector box -> landmark box (see `pfld.predict.box_mapping`); by default the one
             fitted for ``detector`` (its ``mapping``), or dlib HOG's for boxes given without a detector.
         refine: extra passes, each cropping around the previous pass's landmarks with the training
-            rule itself (0: the detector's crop only). On AFW with dlib's boxes and the shared 0.25X model,
-            NME 0.0668 without, 0.0572 with one and 0.0561 with two (landmark-box crops: 0.0530).
+            rule itself (0: the detector's crop only). On AFW with the shared 0.25X model, NME 0.0646
+            without, 0.0594 with one and 0.0586 with two for BlazeFace's boxes (landmark-box crops of
+            the same faces: 0.0563); 0.0673, 0.0576, 0.0559 for dlib's (0.0533).
         max_faces: keep at most this many detections (the highest scoring).
         pose_from_landmarks: when the model has no pose output, fit yaw, pitch, roll to the predicted
             landmarks (as training's ground truth is made), if the scheme has pose reference points.

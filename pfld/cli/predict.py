@@ -34,6 +34,7 @@ from pfld.predict.kaggle import (
     write_kaggle_points,
 )
 from pfld.predict.pipeline import FacePrediction, Predictor
+from pfld.predict.pose_regressor import PoseRegressor
 from pfld.predict.smoothing import LandmarkSmoother
 from pfld.predict.sources import VideoFrames, expand_inputs, is_video
 from pfld.predict.tracking import FaceTracker
@@ -102,6 +103,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=5.0,
         help="smoothing: how fast the cutoff rises with speed; higher = less lag",
+    )
+    parser.add_argument(
+        "--pose-regressor",
+        help="models without a pose output: head pose from this landmarks -> pose regressor (.pt, "
+        "made by scripts/pose_from_landmarks.py) instead of the solvePnP fit",
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all)")
     parser.add_argument("--no-draw", action="store_true", help="write JSON only")
@@ -205,10 +211,13 @@ def main(argv: list[str] | None = None) -> int:
             check_kaggle_model(model, args.model)
         options = {"upsample": args.upsample} if args.detector == "dlib" else {"min_face": args.min_face}
         detector = create_detector(args.detector, **options) if len(tests) < len(files) else None
+        regressor = PoseRegressor.load(args.pose_regressor) if args.pose_regressor else None
+        predictor = Predictor(
+            model, detector, refine=args.refine, max_faces=args.max_faces, pose_regressor=regressor
+        )
     except (OSError, ValueError, ImportError) as error:  # nothing done yet: say why and stop
         print(f"error: {error}", file=sys.stderr)
         return 2
-    predictor = Predictor(model, detector, refine=args.refine, max_faces=args.max_faces)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed, start = [], time.perf_counter()

@@ -15,6 +15,7 @@ from pfld.data.schemes import LandmarkScheme, available_schemes, load_scheme
 from pfld.inference.models import LandmarkModel
 from pfld.predict.box_mapping import DLIB_HOG_MAPPING, BoxMapping
 from pfld.predict.detector import Detection, FaceDetector
+from pfld.predict.pose_regressor import PoseRegressor
 
 ANGLE_NAMES = ("yaw", "pitch", "roll")
 
@@ -86,6 +87,9 @@ class Predictor:
         max_faces: keep at most this many detections (the highest scoring).
         pose_from_landmarks: when the model has no pose output, fit yaw, pitch, roll to the predicted
             landmarks (as training's ground truth is made), if the scheme has pose reference points.
+        pose_regressor: when the model has no pose output, a `PoseRegressor` for its scheme gives the
+            pose from the predicted landmarks instead of the fit (4x faster, and on AFW as close to the
+            annotation's angles; see `scripts/pose_from_landmarks.py`).
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class Predictor:
         refine: int = 2,
         max_faces: int | None = None,
         pose_from_landmarks: bool = True,
+        pose_regressor: PoseRegressor | None = None,
     ) -> None:
         if refine < 0:
             raise ValueError(f"refine must be >= 0, got {refine}")
@@ -103,6 +108,12 @@ class Predictor:
             mapping = getattr(detector, "mapping", DLIB_HOG_MAPPING)
         self.model, self.detector, self.mapping = model, detector, mapping
         self.refine, self.max_faces = refine, max_faces
+        if pose_regressor is not None and pose_regressor.num_points != model.spec.num_points:
+            raise ValueError(
+                f"the pose regressor takes {pose_regressor.num_points} points ({pose_regressor.scheme}); "
+                f"the model gives {model.spec.num_points} ({model.spec.scheme})"
+            )
+        self.pose_regressor = pose_regressor
         self.scheme: LandmarkScheme | None = None
         if pose_from_landmarks and not model.has_pose and model.spec.scheme in available_schemes():
             scheme = load_scheme(model.spec.scheme)
@@ -175,6 +186,8 @@ class Predictor:
             face = FacePrediction(box, score, square, face_points, refine_shift=shift)
             if pose is not None:
                 face.pose, face.pose_source = pose[i], "model"
+            elif self.pose_regressor is not None:
+                face.pose, face.pose_source = self.pose_regressor(units[i]), "regressor"
             elif self.scheme is not None:
                 crop_points = from_unit(units[i], spec.input_size)
                 fitted = fit_angles(crop_points, self.scheme, float(spec.input_size))  # degrees

@@ -177,11 +177,7 @@ class ModelSpec:
         channels = metadata.get(PREFIX + "channels", 3)
         if isinstance(channels, bool) or channels not in CHANNELS:
             raise ValueError(f"{where}: metadata {PREFIX}channels must be 3 or 1, got {channels!r}")
-        for key in (PREFIX + "mean", PREFIX + "std"):
-            if not (isinstance(metadata[key], Sequence) and len(metadata[key]) == channels):
-                raise ValueError(
-                    f"{where}: metadata {key} must hold {_values(channels)}, got {metadata[key]!r}"
-                )
+        _check_mean_std(metadata, channels, f"{where}: ")
         pair = metadata.get(PREFIX + "normalization") or None
         return cls(
             scheme=str(metadata[PREFIX + "scheme"]),
@@ -211,9 +207,15 @@ def check_metadata(
             raise ValueError(
                 f"metadata {PREFIX + name}={described[PREFIX + name]!r} but the model has {value}"
             )
+    _check_mean_std(metadata, channels)
+
+
+def _check_mean_std(metadata: Mapping[str, Any], channels: int, where: str = "") -> None:
+    """Refuse ``pfld.mean`` / ``pfld.std`` that are not one number per input channel."""
     for key in (PREFIX + "mean", PREFIX + "std"):
-        if not (isinstance(metadata[key], Sequence) and len(metadata[key]) == channels):
-            raise ValueError(f"metadata {key} must hold {_values(channels)}, got {metadata[key]!r}")
+        value = metadata[key]
+        if not (isinstance(value, Sequence) and not isinstance(value, str) and len(value) == channels):
+            raise ValueError(f"{where}metadata {key} must hold {_values(channels)}, got {value!r}")
 
 
 def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:

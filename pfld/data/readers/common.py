@@ -92,3 +92,12 @@ def parse_float(text: str, where: str) -> float:
         return float(text)
     except ValueError:
         raise ValueError(f"{where}: {text!r} is not a number") from None
+
+
+def is_number(text: str) -> bool:
+    """Whether ``float(text)`` parses (NaN and inf included)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -32,6 +32,7 @@ from pfld.data.readers.common import (
     ENTRY_ERRORS,
     OnError,
     existing_file,
+    is_number,
     read_text,
     skip_or_raise,
 )
@@ -198,7 +199,7 @@ def _pixels(text: str, where: str) -> np.ndarray:
     try:
         pixels = np.array(values, dtype=np.float32)
     except ValueError:
-        bad = next(i for i, value in enumerate(values) if not _is_number(value))
+        bad = next(i for i, value in enumerate(values) if not is_number(value))
         raise ValueError(f"{where}: Image pixel {bad + 1} is {values[bad]!r}, not a number") from None
     outside = np.flatnonzero(~((pixels >= 0) & (pixels <= 255)))
     if outside.size:
@@ -261,11 +262,3 @@ def _faces(faces: list[tuple[np.ndarray, np.ndarray, str, int]], path: Path) -> 
         raise ValueError(f"{path}: no faces read")
     images, landmarks, sources, ids = zip(*faces, strict=True)
     return KaggleFaces(np.stack(images), np.stack(landmarks), tuple(sources), np.asarray(ids, np.int64))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

@@ -20,6 +20,7 @@ from pfld.data.readers.common import (
     existing_dir,
     existing_file,
     identity_from_stem,
+    is_number,
     read_text,
     require_faces,
     skip_or_raise,
@@ -85,12 +86,4 @@ def _coordinate(text: str, where: str, column: int) -> float:
 
 def _is_header(row: list[str]) -> bool:
     names_image = row[0].strip().lower().endswith(IMAGE_SUFFIXES)
-    return not names_image or not any(_is_number(v) for v in row[1:])
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return not names_image or not any(is_number(v) for v in row[1:])

@@ -6,7 +6,7 @@ From the files ``scripts/make_kaggle_fixture.py`` wrote in ``--folder``:
 
   validation.csv         the test faces (test.csv, AFW) in training.csv's layout (30 kaggle15 columns and
                          Image) with all 15 points, derived from faces68.csv's 68 points by the fixture
-                         script's own ``kaggle_points`` (its POINTS table)
+                         script's own ``kaggle_points`` (scripts/mappings/kaggle15-ibug68.yaml)
   training_complete.csv  the rows of training.csv with all 30 cells filled (what ``dropna`` keeps)
 
 faces68.csv keeps the 68 points to 4 decimals, so a derived point can differ from the fixture's own by

@@ -20,10 +20,8 @@ lower lip at y about 79) and cuts the chin as Kaggle's crops often do. Written i
                         (relative to --shared), the crop (left, top, side in photo pixels) and the 68
                         iBUG points in 0-based pixels of the 96 px crop
 
-The 15 points from the 68 (no shipped kaggle15-ibug68 mapping): eye centre = mean of the eye's six
-points (subject's left eye 42-47, right 36-41), inner / outer eye corners 42 / 45 and 39 / 36, brow
-inner / outer ends 22 / 26 and 21 / 17, nose tip 30, mouth corners 54 (left) / 48 (right), top / bottom
-lip centres 51 / 57; "left" is the subject's left (larger x), as in kaggle15.yaml.
+The 15 points from the 68: the mapping `scripts/mappings/kaggle15-ibug68.yaml` (eye
+centre = mean of the eye's six points, the rest iBUG points; "left" is the subject's left).
 
 Missing points as in Kaggle's training.csv, where about 70 % of the 7,049 faces lack some points, most
 keeping only the eye centres, the nose tip and the bottom lip: a seeded 67.5 % of the faces keep only
@@ -42,31 +40,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pfld.data.schemes.mapping import read_mapping
+
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 96
-#: kaggle15 points in index order, from iBUG-68 indices; a tuple is the mean of those points.
-POINTS: list[tuple[str, int | tuple[int, ...]]] = [
-    ("left_eye_center", (42, 43, 44, 45, 46, 47)),
-    ("right_eye_center", (36, 37, 38, 39, 40, 41)),
-    ("left_eye_inner_corner", 42),
-    ("left_eye_outer_corner", 45),
-    ("right_eye_inner_corner", 39),
-    ("right_eye_outer_corner", 36),
-    ("left_eyebrow_inner_end", 22),
-    ("left_eyebrow_outer_end", 26),
-    ("right_eyebrow_inner_end", 21),
-    ("right_eyebrow_outer_end", 17),
-    ("nose_tip", 30),
-    ("mouth_left_corner", 54),
-    ("mouth_right_corner", 48),
-    ("mouth_center_top_lip", 51),
-    ("mouth_center_bottom_lip", 57),
-]
-COLUMNS = [f"{name}_{axis}" for name, _ in POINTS for axis in "xy"]
+#: kaggle15 from the 68 iBUG points (derived points are means), and its point names in index order
+MAPPING = read_mapping(Path(__file__).resolve().parent / "mappings" / "kaggle15-ibug68.yaml")
+NAMES = MAPPING.source.point_names
+COLUMNS = [f"{name}_{axis}" for name in NAMES for axis in "xy"]
 #: The four points most of Kaggle's faces have.
 CORE = [
     i
-    for i, (name, _) in enumerate(POINTS)
+    for i, name in enumerate(NAMES)
     if name in {"left_eye_center", "right_eye_center", "nose_tip", "mouth_center_bottom_lip"}
 ]
 CORE_SHARE, OTHER_SHARE = 0.675, 0.025
@@ -94,9 +79,7 @@ def crop_face(pts: Path, scale: float, shift: float) -> tuple[np.ndarray, np.nda
 
 def kaggle_points(points68: np.ndarray) -> np.ndarray:
     """(68, 2) -> (15, 2) kaggle15 points (see the module)."""
-    return np.stack(
-        [points68[list(i) if isinstance(i, tuple) else i].reshape(-1, 2).mean(0) for _, i in POINTS]
-    )
+    return MAPPING.project(points68)
 
 
 def kept_points(count: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -106,12 +89,12 @@ def kept_points(count: int, rng: np.random.Generator) -> list[np.ndarray]:
     patterns = ["core"] * core + ["other"] * min(other, count - core) + ["all"] * (count - core - other)
     masks = []
     for pattern in rng.permutation(patterns):
-        keep = np.ones(len(POINTS), dtype=bool)
+        keep = np.ones(len(NAMES), dtype=bool)
         if pattern == "core":
             keep[:] = False
             keep[CORE] = True
         elif pattern == "other":
-            others = [i for i in range(len(POINTS)) if i not in CORE]
+            others = [i for i in range(len(NAMES)) if i not in CORE]
             keep[rng.choice(others, size=int(rng.integers(1, 4)), replace=False)] = False
         masks.append(keep)
     return masks
@@ -176,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     for image_id, (pts, keep) in enumerate(zip(test, kept_points(len(test), rng), strict=True), start=1):
         grey, points68, crop = crop_face(pts, args.scale, args.shift)
         tests.append([str(image_id), pixel_text(grey)])
-        asked = range(len(POINTS)) if keep.all() else CORE  # Kaggle asks for the points its truth has
+        asked = range(len(NAMES)) if keep.all() else CORE  # Kaggle asks for the points its truth has
         lookup += [[image_id, COLUMNS[2 * i + axis]] for i in sorted(asked) for axis in (0, 1)]
         provenance.append(
             ["test", image_id, pts.relative_to(args.shared).as_posix(), *crop, *points68.reshape(-1)]

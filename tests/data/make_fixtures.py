@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pfld.data.schemes.mapping import read_mapping
+
 HERE = Path(__file__).resolve().parent
 MAX_SIDE = 400  # longest side of the 300W-format images
 KAGGLE_SIDE = 96  # Kaggle facial keypoints images are 96 x 96 grey
@@ -42,24 +44,9 @@ W300_FROM_COCO = {"indoor_029.png": "image_003_1", "indoor_020.png": "image_006_
 WFLW_FLAGS = {2: (0, 1, 0, 0, 1, 0), 12: (1, 0, 0, 0, 0, 0), 40: (0, 0, 1, 0, 1, 1), 1169: (0, 0, 0, 1, 0, 0)}
 WFLW_SPLIT = {"36_Football_americanfootball_ball_36_415.jpg": "train", "7_Cheering_Cheering_7_16.jpg": "test"}
 
-# Kaggle facial keypoints (15 points) from iBUG-68 indices; a tuple means the mean of those points.
-KAGGLE_POINTS = [
-    ("left_eye_center", (42, 43, 44, 45, 46, 47)),
-    ("right_eye_center", (36, 37, 38, 39, 40, 41)),
-    ("left_eye_inner_corner", 42),
-    ("left_eye_outer_corner", 45),
-    ("right_eye_inner_corner", 39),
-    ("right_eye_outer_corner", 36),
-    ("left_eyebrow_inner_end", 22),
-    ("left_eyebrow_outer_end", 26),
-    ("right_eyebrow_inner_end", 21),
-    ("right_eyebrow_outer_end", 17),
-    ("nose_tip", 30),
-    ("mouth_left_corner", 54),
-    ("mouth_right_corner", 48),
-    ("mouth_center_top_lip", 51),
-    ("mouth_center_bottom_lip", 57),
-]
+# Kaggle facial keypoints (15 points) from the 68 iBUG points (eye centres are means of the eye's points)
+KAGGLE_MAPPING = read_mapping(HERE.parents[1] / "scripts" / "mappings" / "kaggle15-ibug68.yaml")
+KAGGLE_NAMES = KAGGLE_MAPPING.source.point_names
 # Most faces of the Kaggle set have only these four points.
 KAGGLE_CORE = ("left_eye_center", "right_eye_center", "nose_tip", "mouth_center_bottom_lip")
 # (output file, shared source, text of a hole's cells, names of the points left out)
@@ -75,7 +62,7 @@ KAGGLE_FACES = [
         "afw_1130084326_2.jpg",
         "300w/afw/1130084326_2",
         "nan",
-        tuple(name for name, _ in KAGGLE_POINTS if name not in KAGGLE_CORE),
+        tuple(name for name in KAGGLE_NAMES if name not in KAGGLE_CORE),
     ),
 ]
 
@@ -164,7 +151,7 @@ def make_300w(shared: Path) -> None:
 def make_kaggle_csv(shared: Path) -> None:
     folder = HERE / "csv"
     folder.mkdir(parents=True)
-    header = ["file"] + [f"{name}_{axis}" for name, _ in KAGGLE_POINTS for axis in "xy"]
+    header = ["file"] + [f"{name}_{axis}" for name in KAGGLE_NAMES for axis in "xy"]
     rows = []
     for file_name, source, hole, missing in KAGGLE_FACES:
         image = cv2.imread(str(next(p for p in shared.glob(source + ".*") if p.suffix != ".pts")))
@@ -180,8 +167,7 @@ def make_kaggle_csv(shared: Path) -> None:
         write_image(folder / file_name, grey)
         points = (points - [left, top] + 0.5) * (KAGGLE_SIDE / side) - 0.5
         row = [file_name]
-        for name, index in KAGGLE_POINTS:
-            x, y = points[list(index)].mean(0) if isinstance(index, tuple) else points[index]
+        for name, (x, y) in zip(KAGGLE_NAMES, KAGGLE_MAPPING.project(points), strict=True):
             row += [hole, hole] if name in missing else [f"{x:.4f}", f"{y:.4f}"]
         rows.append(row)
     first = rows[2].index("nan")

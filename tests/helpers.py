@@ -1,5 +1,7 @@
 """Helpers only the tests use: the mean face projected at a known pose, a pose fit of a whole scheme's
-landmarks, and the mean difference between two ONNX models' landmarks."""
+landmarks, the mean difference between two ONNX models' landmarks, and the small schemes' points
+derived from 68 iBUG points (written here apart from the mappings the code uses, as the tests' own
+account of them)."""
 
 from __future__ import annotations
 
@@ -77,3 +79,32 @@ def mean_abs_difference(fp32_path: str | Path, int8_path: str | Path, batches: I
     if n == 0:
         raise ValueError("no batches to compare")
     return total / n
+
+
+# Points of the small schemes as they sit on a 68-point iBUG face (centres are means of the eye contours).
+_RIGHT_EYE, _LEFT_EYE = list(range(36, 42)), list(range(42, 48))
+FROM_IBUG68: dict[str, list[list[int]]] = {
+    "five_point": [_RIGHT_EYE, _LEFT_EYE, [30], [48], [54]],
+    "kaggle15": [
+        _LEFT_EYE,
+        _RIGHT_EYE,
+        [42],
+        [45],
+        [39],
+        [36],
+        [22],
+        [26],
+        [21],
+        [17],
+        [30],
+        [54],
+        [48],
+        [51],
+        [57],
+    ],
+}
+
+
+def from_ibug68(points: np.ndarray, scheme: str) -> np.ndarray:
+    """(..., 68, 2) iBUG points -> (..., S, 2) points of ``scheme`` (a key of `FROM_IBUG68`)."""
+    return np.stack([points[..., members, :].mean(axis=-2) for members in FROM_IBUG68[scheme]], axis=-2)

@@ -25,30 +25,13 @@ from pfld.data.readers.kaggle import (
 from pfld.data.schemes import load_scheme
 from pfld.data.store import load_faces
 from pfld.evaluation.kaggle import write_submission
+from tests.helpers import from_ibug68
 
 KAGGLE = Path(__file__).parent / "data" / "kaggle"
 TRAINING, TEST, LOOKUP = KAGGLE / "training.csv", KAGGLE / "test.csv", KAGGLE / "IdLookupTable.csv"
 NPZ, KEYPOINTS = KAGGLE / "face_images.npz", KAGGLE / "facial_keypoints.csv"
 #: The four points most Kaggle faces have: left and right eye centre, nose tip, bottom lip.
 CORE = [0, 1, 10, 14]
-#: kaggle15 points from iBUG-68 indices (mean of a list), written here apart from the fixture script.
-FROM_68 = [
-    range(42, 48),
-    range(36, 42),
-    [42],
-    [45],
-    [39],
-    [36],
-    [22],
-    [26],
-    [21],
-    [17],
-    [30],
-    [54],
-    [48],
-    [51],
-    [57],
-]
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -204,7 +187,7 @@ def test_python_m_data_kaggle_prepares_every_face(tmp_path, capsys, layout):
 
 def test_submission_round_trip(tmp_path):
     _, points68 = _faces68("test")
-    truth = np.stack([[face[list(members)].mean(axis=0) for members in FROM_68] for face in points68])
+    truth = from_ibug68(points68, "kaggle15")
     truth[1, 10] = [-3.0, 120.0]  # a nose tip predicted outside the image is clipped to it
     count = write_submission(truth, LOOKUP, tmp_path / "submission.csv")
     lookup, written = _rows(LOOKUP), _rows(tmp_path / "submission.csv")
@@ -240,7 +223,7 @@ def test_submission_errors_name_the_line(tmp_path):
 
 def test_fixture_points_agree_with_their_68_point_annotation():
     rows, points68 = _faces68("train")
-    derived = np.stack([[face[list(members)].mean(axis=0) for members in FROM_68] for face in points68])
+    derived = from_ibug68(points68, "kaggle15")
     faces = read_kaggle_csv(TRAINING)
     labelled = ~np.isnan(faces.landmarks)
     np.testing.assert_allclose(faces.landmarks[labelled], derived[labelled], atol=1e-3)

@@ -19,6 +19,7 @@ from pfld.data.schemes import (
     ibug_68,
     load_scheme,
 )
+from tests.helpers import FROM_IBUG68, from_ibug68
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PFLD_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -178,34 +179,10 @@ def test_cofw29_pairs_mirror_on_real_faces():
     assert (width(8, 9) > width(16, 17)).all() and (width(16, 17) > width(10, 11)).all()
 
 
-# Points of the small schemes as they sit on a 68-point iBUG face (centres are means of the eye contours).
-_RIGHT_EYE, _LEFT_EYE = list(range(36, 42)), list(range(42, 48))
-_FROM_IBUG = {
-    "five_point": [_RIGHT_EYE, _LEFT_EYE, [30], [48], [54]],
-    "kaggle15": [
-        _LEFT_EYE,
-        _RIGHT_EYE,
-        [42],
-        [45],
-        [39],
-        [36],
-        [22],
-        [26],
-        [21],
-        [17],
-        [30],
-        [54],
-        [48],
-        [51],
-        [57],
-    ],
-}
-
-
-@pytest.mark.parametrize("name", sorted(_FROM_IBUG))
+@pytest.mark.parametrize("name", sorted(FROM_IBUG68))
 def test_small_schemes_mirror_on_faces_derived_from_ibug(embedded_dir, name: str):
     faces68 = _embedded_faces(embedded_dir)
-    faces = np.stack([faces68[:, members].mean(axis=1) for members in _FROM_IBUG[name]], axis=1)
+    faces = from_ibug68(faces68, name)
     scheme = load_scheme(name)
     right, left = (list(side) for side in zip(*scheme.flip_pairs, strict=True))
     assert (np.median(faces[:, right, 0] - faces[:, left, 0], axis=0) < 0).all()
@@ -217,7 +194,7 @@ def test_kaggle15_pose_on_a_face_derived_from_ibug(embedded_dir):
     from tests.helpers import landmarks_to_euler
 
     face68 = _embedded_faces(embedded_dir, count=1)[0]
-    face = np.stack([face68[members].mean(axis=0) for members in _FROM_IBUG["kaggle15"]])
+    face = from_ibug68(face68, "kaggle15")
     low, high = face68.min(axis=0), face68.max(axis=0)
     side = float((high - low).max())
     offset = (side - 1) / 2 - (low + high) / 2

@@ -423,3 +423,89 @@ def test_distillation_adds_an_l1_loss_towards_the_teacher_points_a_pseudo_labell
 
     metrics = train(compose_train([*TINY_TRAINING, f"data.train=[{{_target_:pfld.data.store.load_faces,_partial_:true,folder:'{out}'}}]", "distill_weight=1.0"], tmp_path / "run"))  # fmt: skip
     assert metrics["val/nme"] == pytest.approx(metrics["val/nme_mean_shape"], rel=0.3)  # two steps
+
+
+class ConstantPoints:
+    """A `LandmarkModel` stub: the same (K, 2) unit points for every crop."""
+
+    def __init__(self, spec, units: np.ndarray) -> None:
+        self.spec, self.units = spec, units
+
+    @property
+    def has_pose(self) -> bool:
+        return False
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, None]:
+        return np.repeat(self.units[None], len(images), axis=0), None
+
+
+@pytest.mark.parametrize("faces_scale", [1.2, 1.0])
+def test_faces_cut_another_way_are_predicted_in_a_crop_of_the_models_scale_about_their_centre(faces_scale):
+    """No refining: the model sees the square the faces were cut from, widened to its own crop scale
+    (Kaggle's whole 96 px images are crop scale 1.0, a 68-point model's crop 1.2); at the model's own
+    scale this is exactly the stored crop the batch path predicts on."""
+    from pfld.inference.spec import ModelSpec
+    from pfld.teacher.pseudo_label import _predict_pixels, _predict_refined
+
+    spec = ModelSpec("ibug68", 68, 112, 1.2, (0.5,) * 3, (0.25,) * 3, (36, 45), "inter_ocular")
+    units = np.random.default_rng(0).uniform(0.1, 0.9, (68, 2))
+    model = ConstantPoints(spec, units)
+    crop, border = 112, 28  # five_point_faces' blank crops
+    faces = replace(
+        five_point_faces(np.zeros((2, 68, 2)), load_mapping("five_point", "ibug68")), crop_scale=faces_scale
+    )
+    refined = _predict_refined(faces, [model], refine=0)
+    side = crop * spec.crop_scale / faces_scale
+    centre = border + (crop - 1) / 2  # the stored crop's centre in pixel-centre coordinates
+    np.testing.assert_allclose(refined, np.repeat((centre + (units - 0.5) * side)[None], 2, 0), atol=1e-4)
+    if faces_scale == spec.crop_scale:
+        np.testing.assert_allclose(
+            refined, _predict_pixels(faces, [model], load_scheme("five_point"), 2), atol=1e-4
+        )
+
+
+def test_pseudo_labels_complete_kaggle_faces_in_their_own_scheme_from_a_68_point_model(
+    tmp_path, tiny_checkpoint
+):
+    """--keep-scheme: Kaggle's 15-point faces keep their annotation and get the 68-point model's points
+    for the rest (eye centres as the mean of its eye points), refined twice as their crop differs."""
+    from pathlib import Path
+
+    from pfld.cli.data import main as prepare_main
+    from pfld.data.cache import ANNOTATED, PSEUDO
+    from pfld.data.store import load_faces
+
+    kaggle = Path(__file__).parent / "data" / "kaggle"
+    mapping = Path(__file__).parents[1] / "scripts" / "mappings" / "kaggle15-ibug68.yaml"
+    prepare_main(["kaggle", "--train", str(kaggle / "training.csv"), "--out", str(tmp_path / "kaggle")])
+    split, out = tmp_path / "kaggle" / "train", tmp_path / "pseudo"
+    summary = prepare_main(
+        [
+            "pseudo-label",
+            "--model",
+            str(tiny_checkpoint),
+            "--split",
+            str(split),
+            "--out",
+            str(out),
+            "--mapping",
+            str(mapping),
+            "--keep-scheme",
+            "--threshold",
+            "1000",
+        ]
+    )
+    original, faces = load_faces(split), load_faces(out)
+    assert (summary["from_scheme"], summary["to_scheme"], summary["model_scheme"]) == (
+        "kaggle15",
+        "kaggle15",
+        "ibug68",
+    )
+    assert summary["refine"] == 2 and summary["kept"] == len(original)
+    assert faces.scheme == "kaggle15" and faces.num_points == 15 and not np.isnan(faces.landmarks).any()
+    labelled = ~np.isnan(original.landmarks[..., 0])
+    assert (~labelled).any(), "the fixture has faces with missing points"
+    np.testing.assert_array_equal(faces.point_sources, np.where(labelled, ANNOTATED, PSEUDO))
+    np.testing.assert_allclose(faces.landmarks[labelled], original.landmarks[labelled])
+    np.testing.assert_allclose(faces.landmarks[~labelled], faces.teacher[~labelled])
+    assert np.isfinite(faces.angles).all(), "completed faces get Euler angles"

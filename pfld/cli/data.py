@@ -174,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
         "the predicted inter-ocular distance)",
     )
     pseudo.add_argument("--mapping", type=Path, default=None, help="a scheme mapping file (default: shipped)")
+    pseudo.add_argument(
+        "--refine",
+        type=int,
+        default=None,
+        help="passes cropping around the previous pass's points with the model's crop rule (default: 0 "
+        "for faces cut with the model's crop scale, else 2)",
+    )
+    pseudo.add_argument(
+        "--keep-scheme",
+        action="store_true",
+        help="write the faces in their own scheme, the missing points filled from the model's through the "
+        "mapping (default: in the model's scheme)",
+    )
     for name, what, scheme in (
         ("coco", "COCO-style keypoint json", "ibug68"),
         ("csv", "CSV of file,x0,y0,... (empty or NaN = unlabelled)", "ibug68"),
@@ -302,7 +315,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.format == "pseudo-label":
         from pfld.teacher.pseudo_label import pseudo_label_split
 
-        return pseudo_label_split(args.split, args.model, args.out, args.threshold, args.mapping)
+        return pseudo_label_split(
+            args.split,
+            args.model,
+            args.out,
+            args.threshold,
+            args.mapping,
+            refine=args.refine,
+            keep_scheme=args.keep_scheme,
+        )
     splits, scheme_name, source = plan(args)
     kaggle = args.format == "kaggle"
     test = read_kaggle_test(args.test) if kaggle and args.test is not None else None  # fail early

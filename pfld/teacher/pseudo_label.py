@@ -16,8 +16,17 @@ It also keeps the model's prediction of every point (``teacher``) for distillati
 (``--model a.ckpt --model b.ckpt``) act as an ensemble: their points are averaged. A face with every
 point annotated is never dropped (nothing on it is a guess).
 
+Faces cut with another crop rule than the model's (Kaggle's 96 px images are whole faces framed their own
+way) are predicted like photos: from the square they were cut with, rescaled to the model's crop scale,
+then ``refine`` passes cropping around the previous pass's points with the model's rule (as
+`pfld.predict.Predictor` does). ``keep_scheme`` keeps the faces' own scheme: the model's points are
+projected through the mapping (Kaggle's eye centres as the mean of the predicted eye points) to fill in
+the points each face lacks, so a 68-point model completes a 15-point set for a 15-point model.
+
     python -m data pseudo-label --model run/checkpoints/best.ckpt --split data/mtfl5/train \
         --out data/mtfl5_pseudo/train --threshold 0.1
+    python -m data pseudo-label --model ytf68.ckpt --split data/kaggle/train --out data/kaggle_pseudo/train \
+        --mapping scripts/mappings/kaggle15-ibug68.yaml --keep-scheme
 """
 
 from __future__ import annotations
@@ -30,9 +39,10 @@ from typing import Any
 
 import numpy as np
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from pfld.data.attributes import PoseThresholds, class_memberships, fit_angles
-from pfld.data.cache import ANNOTATED, PSEUDO, FaceCache
+from pfld.data.cache import ANNOTATED, PSEUDO, UNLABELLED, FaceCache
 from pfld.data.crop import from_unit
 from pfld.data.dataset import LandmarkDataset
 from pfld.data.schemes import LandmarkScheme, load_scheme
@@ -54,12 +64,16 @@ def pseudo_label(
     threshold: float = 0.1,
     mapping: SchemeMapping | None = None,
     batch_size: int = 64,
+    refine: int | None = None,
+    keep_scheme: bool = False,
 ) -> tuple[FaceCache, dict[str, Any]]:
     """Label the missing points of ``faces`` with the mean prediction of ``models`` (which share the
     `ModelSpec` entries `_SAME_SPEC`).
 
     ``mapping`` relates the faces' scheme to the model's (found from the faces' recorded scheme when
-    None and the schemes differ). Returns the kept faces in the model's scheme and a summary: faces in,
+    None and the schemes differ). ``refine``: passes cropping around the previous pass's points (None: 0
+    when the faces were cut with the model's crop scale, else 2; see the module's docstring). Returns the
+    kept faces, in the model's scheme or with ``keep_scheme`` in their own, and a summary: faces in,
     kept, dropped, the disagreement's median and 95th percentile, the threshold.
     """
     spec = models[0].spec
@@ -73,34 +87,45 @@ def pseudo_label(
             f"faces from {faces.sources[0]}: {faces.num_points} points, but their scheme "
             f"{source.name!r} has {source.num_points}"
         )
-    if abs(faces.crop_scale - spec.crop_scale) > 1e-6:
-        raise ValueError(
-            f"faces from {faces.sources[0]} were cut with crop_scale {faces.crop_scale}, the model was "
-            f"trained with {spec.crop_scale}: prepare them again with --crop-scale {spec.crop_scale}"
-        )
-    predicted = _predict_pixels(faces, models, source, batch_size)
+    same_crop = abs(faces.crop_scale - spec.crop_scale) <= 1e-6
+    if refine is None:
+        refine = 0 if same_crop else 2
+    if refine < 0:
+        raise ValueError(f"refine must be >= 0, got {refine}")
+    if same_crop and refine == 0:
+        predicted = _predict_pixels(faces, models, source, batch_size)
+    else:
+        predicted = _predict_refined(faces, models, refine)
     annotated = faces.landmarks.astype(np.float64)  # (N, S, 2)
     guessed = mapping.project(predicted) if mapping is not None else predicted.astype(np.float64)
     used = mapping.used if mapping is not None else np.ones(source.num_points, dtype=bool)
     direct = mapping.direct if mapping is not None else np.arange(source.num_points)
     disagreement = _disagreement(annotated[:, used], guessed[:, used], predicted, target)
-    labelled_direct = ~np.isnan(annotated[:, direct >= 0, 0])  # (N, direct points)
-    complete = labelled_direct.all(axis=1) & bool((direct >= 0).sum() == target.num_points)
+    if keep_scheme:
+        labelled = ~np.isnan(annotated[..., 0])  # (N, S)
+        complete = labelled.all(axis=1)
+        landmarks = np.where(labelled[..., None], annotated, guessed)  # NaN where the mapping has no point
+        sources = np.where(labelled, ANNOTATED, np.where(np.isnan(guessed[..., 0]), UNLABELLED, PSEUDO))
+        scheme, teacher = source, guessed
+    else:
+        labelled_direct = ~np.isnan(annotated[:, direct >= 0, 0])  # (N, direct points)
+        complete = labelled_direct.all(axis=1) & bool((direct >= 0).sum() == target.num_points)
+        landmarks = predicted.copy()
+        sources = np.full(landmarks.shape[:2], PSEUDO, dtype=np.uint8)
+        for s in np.flatnonzero(direct >= 0):
+            labelled = ~np.isnan(annotated[:, s, 0])
+            landmarks[labelled, direct[s]] = annotated[labelled, s]
+            sources[labelled, direct[s]] = ANNOTATED
+        scheme, teacher = target, predicted
     keep = (disagreement <= threshold) | complete
-    landmarks = predicted.copy()
-    sources = np.full(landmarks.shape[:2], PSEUDO, dtype=np.uint8)
-    for s in np.flatnonzero(direct >= 0):
-        labelled = ~np.isnan(annotated[:, s, 0])
-        landmarks[labelled, direct[s]] = annotated[labelled, s]
-        sources[labelled, direct[s]] = ANNOTATED
-    angles = np.stack([fit_angles(p - faces.border, target, float(faces.crop_size)) for p in landmarks])
+    angles = np.stack([fit_angles(p - faces.border, scheme, float(faces.crop_size)) for p in landmarks])
     out = replace(
         faces,
         landmarks=landmarks.astype(np.float32),
         angles=angles.astype(np.float32),
-        scheme=target.name,
-        point_sources=sources,
-        teacher=predicted.astype(np.float32),
+        scheme=scheme.name,
+        point_sources=sources.astype(np.uint8),
+        teacher=teacher.astype(np.float32),
     ).subset(np.flatnonzero(keep))
     summary = {
         "faces": len(faces),
@@ -110,7 +135,9 @@ def pseudo_label(
         "disagreement_median": round(float(np.nanmedian(disagreement)), 4),
         "disagreement_p95": round(float(np.nanpercentile(disagreement, 95)), 4),
         "from_scheme": source.name,
-        "to_scheme": target.name,
+        "to_scheme": scheme.name,
+        "model_scheme": target.name,
+        "refine": refine,
         "models": len(models),
     }
     return out, summary
@@ -130,6 +157,25 @@ def _predict_pixels(
     # (N, K, 2) in [0, 1] of the policy crop, averaged over the ensemble
     unit = np.mean([predict(model, loader)["predictions"].numpy() for model in models], axis=0)
     return from_unit(unit, faces.crop_size).astype(np.float64) + faces.border
+
+
+def _predict_refined(faces: FaceCache, models: Sequence[LandmarkModel], refine: int) -> np.ndarray:
+    """The models' mean points for every face, in stored pixels: each stored image treated as a photo
+    whose landmark box is the one the face was cut from, then ``refine`` passes (`Predictor`)."""
+    from pfld.predict.box_mapping import BoxMapping
+    from pfld.predict.pipeline import Predictor
+
+    centre = faces.border + (faces.crop_size - 1) / 2.0  # the policy crop's centre, pixel centres on integers
+    half = faces.crop_size / faces.crop_scale / 2.0  # half the longer side of the box the faces were cut from
+    box = np.array([centre - half, centre - half, centre + half, centre + half])
+    predictors = [
+        Predictor(m, mapping=BoxMapping(), refine=refine, pose_from_landmarks=False) for m in models
+    ]
+    points = np.empty((len(faces), models[0].spec.num_points, 2), dtype=np.float64)
+    for i in tqdm(range(len(faces)), desc=f"pseudo-labelling ({refine} refining passes)", unit="face"):
+        image = np.ascontiguousarray(faces.images[i])
+        points[i] = np.mean([p.predict(image, [box])[0].landmarks for p in predictors], axis=0)
+    return points
 
 
 def _disagreement(
@@ -152,12 +198,19 @@ def pseudo_label_split(
     threshold: float = 0.1,
     mapping: str | Path | None = None,
     thresholds: PoseThresholds = PoseThresholds(),
+    refine: int | None = None,
+    keep_scheme: bool = False,
 ) -> dict[str, Any]:
     """`pseudo_label` a prepared split with a checkpoint and write the result as a prepared split
     (``out``) with ``pseudo_labels.json`` beside it; returns that summary."""
+    import torch
+
+    from pfld.cpu_budget import plan_cpu
     from pfld.data.schemes.mapping import read_mapping
     from pfld.inference import TorchLandmarkModel
 
+    # the cores other processes leave (a training run beside this one makes 2 threads 30x slower)
+    torch.set_num_threads(plan_cpu(workers=0).threads)
     faces = load_faces(split)
     models = [TorchLandmarkModel.from_checkpoint(c, with_pose=False) for c in checkpoints]
     for checkpoint, model in zip(checkpoints, models, strict=True):
@@ -167,7 +220,7 @@ def pseudo_label_split(
                 f"{checkpoint}: its {differ} differ from {checkpoints[0]}'s; an ensemble needs the same"
             )
     chosen = read_mapping(mapping) if mapping is not None else None
-    labelled, summary = pseudo_label(faces, models, threshold, chosen)
+    labelled, summary = pseudo_label(faces, models, threshold, chosen, refine=refine, keep_scheme=keep_scheme)
     if not len(labelled):
         raise ValueError(
             f"{split}: every face disagrees with the model by more than {threshold} "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from export.runtimes import (
     check_parity,
     export_mnn,
     export_ncnn,
+    export_tflite,
     remove,
     runtime_latency,
     sidecar,
@@ -118,9 +120,11 @@ def export_runtimes(
     scores: Any,
     models: dict[str, Any],
     folder: Path,
+    calibration: Callable[[], Iterable[np.ndarray]] | None = None,
 ) -> dict[str, str]:
     """Write, check and score every requested format beside ONNX (`export.runtimes`), into ``models``;
-    returns format -> why it was not written, for those that failed (the others are still written)."""
+    returns format -> why it was not written, for those that failed (the others are still written).
+    ``calibration`` gives the int8 calibration batches (the ONNX int8 file's), None without quantisation."""
     failed: dict[str, str] = {}
     network = model.without_auxiliary().eval()  # the landmark net (the pose output is ONNX-only so far)
     metadata = spec.with_pose_output(False).to_metadata()
@@ -131,16 +135,29 @@ def export_runtimes(
             print(f"exporting to {fmt}")
             if fmt == "ncnn":
                 written.append(export_ncnn(network, spec.input_size, folder, channels=spec.channels))
-            else:
+            elif fmt == "mnn":
                 written.append(export_mnn(folder / FP32_NAME, folder))
                 written.append(export_mnn(folder / FP32_NAME, folder, weight_bits=8))
+            else:
+                written.append(export_tflite(network, spec.input_size, folder, channels=spec.channels))
+                if calibration is not None:
+                    print("quantising the LiteRT model to int8 on the same calibration crops")
+                    written.append(
+                        export_tflite(
+                            network,
+                            spec.input_size,
+                            folder,
+                            channels=spec.channels,
+                            calibration=calibration(),
+                        )
+                    )
             for item in written:
                 parity = check_parity(item, network, val_crops, float(cfg.parity.atol))
                 sidecar(item, metadata)
                 latency = {"one": runtime_latency(item.single, image, runs, warmup)}
                 models[item.key] = file_summary(item.files, scores(item.predictor), latency)
                 models[item.key] |= {"parity": parity, **item.details}
-                if item.details.get("weight_bits"):
+                if item.quantized:
                     models[item.key]["gate"] = accuracy_gate(
                         models["fp32"]["nme"],
                         models[item.key]["nme"],
@@ -256,7 +273,17 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         )
         report["quantization"] = settings
         report["gate"] = gate.as_dict() | {"advice": [] if gate.passed else quantization_advice(settings)}
-    report["formats_failed"] = export_runtimes(cfg, model, spec, val_crops, image, scores, models, folder)
+    calibration = None
+    if cfg.quantize.enabled:
+        quant = cfg.quantize
+
+        def calibration() -> Iterable[np.ndarray]:
+            dataset = datamodule.eval_dataset(quant.calibration_split)
+            return calibration_batches(dataset, int(quant.calibration_images))
+
+    report["formats_failed"] = export_runtimes(
+        cfg, model, spec, val_crops, image, scores, models, folder, calibration
+    )
     atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
     write_metrics(headline_metrics(report), folder)
     markdown = render_report(report)

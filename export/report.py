@@ -13,6 +13,8 @@ MODEL_LABELS: tuple[tuple[str, str], ...] = (
     ("ncnn_fp32", "ncnn fp32"),
     ("mnn_fp32", "MNN fp32"),
     ("mnn_wq8", "MNN 8-bit weights"),
+    ("tflite_fp32", "LiteRT fp32"),
+    ("tflite_int8", "LiteRT int8"),
 )
 
 
@@ -128,4 +130,19 @@ def render_report(report: Mapping[str, Any]) -> str:
         ]
         if not gate["passed"]:
             lines += ["", "Try:"] + [f"- {item}" for item in gate["advice"]]
+    for label, runtime in runtime_gates(report):
+        verdict = "passed" if runtime["passed"] else "**FAILED**"
+        lines += [
+            "",
+            (
+                f"**Gate, {label}**: NME {runtime['int8_nme']:.4f} vs ONNX fp32 {runtime['fp32_nme']:.4f}: "
+                f"{runtime['relative_change']:+.2%} (limit {runtime['max_relative_increase']:+.2%}): {verdict}."
+            ),
+        ]
     return "\n".join(lines) + "\n"
+
+
+def runtime_gates(report: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, gate) of every other runtime's 8-bit model (`export.runtimes`), in table order."""
+    models = report["models"]
+    return [(label, models[key]["gate"]) for key, label in MODEL_LABELS if "gate" in models.get(key, {})]

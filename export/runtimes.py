@@ -8,9 +8,13 @@ it (`sidecar`): input size, mean and std, crop scale, scheme, points, blob names
     ncnn  model.ncnn.param + model.ncnn.bin   fp32 (pnnx traces the PyTorch net; `pip install ".[ncnn]"`)
     mnn   model.mnn                           fp32, from the checked ONNX file (`pip install ".[mnn]"`)
           model_wq8.mnn                       8-bit weights, float activations (MNN's weight quantisation)
+    tflite model.tflite                       fp32 (litert-torch converts the PyTorch net; `pip install ".[litert]"`)
+          model_int8.tflite                   full integer: int8 weights (per channel) and activations
+                                              calibrated on the same real crops as the ONNX int8 file, int8
+                                              input and output with the scale and zero point in the sidecar
 
-Not here yet: ncnn int8 (its calibration tools, ncnn2table / ncnn2int8, are not in the PyPI wheels),
-MNN full int8 (`mnnquant` with a calibration folder), and LiteRT.
+Not here yet: ncnn int8 (its calibration tools, ncnn2table / ncnn2int8, are not in the PyPI wheels) and
+MNN full int8 (`mnnquant` with a calibration folder).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +37,12 @@ from export.latency import latency_summary, time_calls
 from pfld.io.atomic import atomic_write_text, staged
 
 #: The formats `python -m export formats=[...]` knows; onnx is the one always written.
-FORMATS: tuple[str, ...] = ("onnx", "ncnn", "mnn")
+FORMATS: tuple[str, ...] = ("onnx", "ncnn", "mnn", "tflite")
 #: Python modules each format needs, and the extra that installs them.
 REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
     "ncnn": (("ncnn", "pnnx"), "ncnn"),
     "mnn": (("MNN",), "mnn"),
+    "tflite": (("litert_torch", "ai_edge_litert"), "litert"),
 }
 #: ncnn's blob names as pnnx writes them.
 NCNN_INPUT, NCNN_OUTPUT = "in0", "out0"
@@ -60,7 +65,7 @@ def check_formats(formats: list[str]) -> list[str]:
     """The requested formats, checked: known names, onnx first and always (the others are scored like it)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise ValueError(f"formats {unknown} are unknown; choose from {list(FORMATS)} (tflite: not yet)")
+        raise ValueError(f"formats {unknown} are unknown; choose from {list(FORMATS)}")
     return ["onnx", *[f for f in dict.fromkeys(formats) if f != "onnx"]]
 
 
@@ -90,6 +95,11 @@ class Written:
     predictor: BatchPredictor
     single: Callable[[np.ndarray], Any]  # one (1, C, S, S) image, for the latency
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the file stores 8-bit weights (its parity is reported, and it goes through the gate)."""
+        return bool(self.details.get("weight_bits"))
 
 
 def export_ncnn(network: nn.Module, size: int, folder: Path, threads: int = 1, channels: int = 3) -> Written:
@@ -207,6 +217,85 @@ def mnn_runner(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarra
     return run
 
 
+def export_tflite(
+    network: nn.Module,
+    size: int,
+    folder: Path,
+    threads: int = 1,
+    channels: int = 3,
+    calibration: Iterable[np.ndarray] | None = None,
+) -> Written:
+    """Convert ``network`` (the landmark net, eval mode) with litert-torch into ``model.tflite``, or with
+    ``calibration`` ((B, C, S, S) normalised crop batches) into the full-integer ``model_int8.tflite``:
+    PyTorch's PT2E quantisation (symmetric, per-channel weights), its observers run on every crop."""
+    require("tflite")
+    import litert_torch
+
+    # channels-last input, as Android's bitmaps and LiteRT's image pipelines hand it over
+    network = litert_torch.to_channel_last_io(network, args=[0]).eval()
+    example = (torch.zeros(1, size, size, channels),)
+    quant_config, details = None, {}
+    if calibration is not None:
+        from litert_torch.quantize import pt2e_quantizer
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e import quantize_pt2e
+
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+        )
+        graph = quantize_pt2e.prepare_pt2e(torch.export.export(network, example).module(), quantizer)
+        count = 0
+        with torch.no_grad():
+            for batch in calibration:
+                for image in torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)):
+                    graph(image.permute(1, 2, 0)[None])  # NHWC, and the exported graph has batch 1
+                    count += 1
+        if not count:
+            raise ValueError("tflite int8: no calibration crops")
+        network = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
+        quant_config = QuantConfig(pt2e_quantizer=quantizer)
+        details = {"weight_bits": 8, "activation_bits": 8, "calibration_images": count}
+    path = folder / ("model.tflite" if calibration is None else "model_int8.tflite")
+    with staged(path) as temporary:
+        litert_torch.convert(network, example, quant_config=quant_config).export(str(temporary))
+    run, described = tflite_runner(path, threads)
+    details |= described
+    key, label = ("tflite_fp32", "LiteRT fp32") if calibration is None else ("tflite_int8", "LiteRT int8")
+    return Written(key, label, [path], _batched(run), run, details)
+
+
+def tflite_runner(path: Path, threads: int = 1) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+    """A LiteRT interpreter (its input channels-last) as a function of one (1, C, S, S) float32 image
+    -> (K, 2), and its input's
+    and output's names and, where int8, ``[scale, zero_point]``: an int8 input is
+    ``round(x / scale) + zero_point`` of the normalised crop, an int8 output ``(q - zero_point) * scale``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    described = {"input": source["name"], "output": target["name"]} | {
+        f"{name}_quantization": [float(detail["quantization"][0]), int(detail["quantization"][1])]
+        for name, detail in (("input", source), ("output", target))
+        if detail["dtype"] == np.int8
+    }
+
+    def run(image: np.ndarray) -> np.ndarray:
+        data = np.ascontiguousarray(np.transpose(image, (0, 2, 3, 1)), dtype=np.float32)
+        if source["dtype"] == np.int8:
+            scale, zero = source["quantization"]
+            data = np.clip(np.round(data / scale) + zero, -128, 127).astype(np.int8)
+        interpreter.set_tensor(source["index"], data)
+        interpreter.invoke()
+        out = interpreter.get_tensor(target["index"])
+        if target["dtype"] == np.int8:
+            scale, zero = target["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return np.asarray(out, dtype=np.float32).reshape(-1, 2)
+
+    return run, described
+
+
 def _batched(run: Callable[[np.ndarray], np.ndarray]) -> BatchPredictor:
     """A one-image runner as a predictor of batches (`BatchPredictor`)."""
 
@@ -229,7 +318,7 @@ def check_parity(written: Written, network: nn.Module, images: np.ndarray, atol:
     got, _ = written.predictor(images)
     difference = np.abs(got - expected)
     result = {"max_abs": float(difference.max()), "mean_abs": float(difference.mean()), "images": len(images)}
-    if not written.details.get("weight_bits") and not result["max_abs"] <= atol:
+    if not written.quantized and not result["max_abs"] <= atol:
         raise RuntimeError(
             f"{written.label}: landmarks differ from PyTorch's by {result['max_abs']:.3g} (max abs, crop units, "
             f"{len(images)} images) > atol={atol:g}; the files are not kept"
@@ -254,6 +343,16 @@ def sidecar(written: Written, metadata: dict[str, Any]) -> Path:
         "output": NCNN_OUTPUT if fmt == "ncnn" else "landmarks",
         "output_layout": "K x 2 float32: x, y in [0, 1] of the crop (pixel = value * S - 0.5)",
     }
+    if fmt == "tflite":
+        channels = metadata.get("pfld.channels", 3)
+        layout["input_layout"] = layout["input_layout"].replace(
+            f"1 x {channels} x S x S", f"1 x S x S x {channels} (NHWC)"
+        )
+    if "input_quantization" in written.details:
+        layout["input_layout"] += "; then int8: round(x / scale) + zero_point (input_quantization)"
+        layout["output_layout"] = "K x 2 int8: (q - zero_point) * scale (output_quantization) gives " + (
+            layout["output_layout"].removeprefix("K x 2 float32: ")
+        )
     path = written.files[0].with_suffix(written.files[0].suffix + ".json")
     atomic_write_text(path, json.dumps({**metadata, **layout, **written.details}, indent=2) + "\n")
     return path
@@ -273,8 +372,10 @@ __all__ = [
     "check_parity",
     "export_mnn",
     "export_ncnn",
+    "export_tflite",
     "remove",
     "require",
     "runtime_latency",
     "sidecar",
+    "tflite_runner",
 ]

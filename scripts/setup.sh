@@ -7,5 +7,5 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,export,predict,ncnn,mnn]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,export,predict,ncnn,mnn,litert]"
 echo "pfld installed in $(pwd)/.venv"

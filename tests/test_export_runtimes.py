@@ -1,4 +1,4 @@
-"""`python -m export formats=[onnx,ncnn,mnn]`: each runtime's files written, checked against PyTorch,
+"""`python -m export formats=[onnx,ncnn,mnn,tflite]`: each runtime's files written, checked against PyTorch,
 scored, described; a missing runtime named without stopping the others; the README's loaders run."""
 
 from __future__ import annotations
@@ -31,13 +31,22 @@ NCNN = pytest.mark.skipif(
     not _installed("ncnn", "pnnx"), reason="ncnn / pnnx not installed: pip install -e '.[ncnn]'"
 )
 MNN = pytest.mark.skipif(not _installed("MNN"), reason="MNN not installed: pip install -e '.[mnn]'")
+LITERT = pytest.mark.skipif(
+    not _installed("litert_torch", "ai_edge_litert"),
+    reason="litert-torch / ai-edge-litert not installed: pip install -e '.[litert]'",
+)
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_checkpoint, tmp_path_factory) -> tuple[dict[str, Any], Path]:
-    formats = [f for f, ok in (("ncnn", _installed("ncnn", "pnnx")), ("mnn", _installed("MNN"))) if ok]
+    available = {
+        "ncnn": _installed("ncnn", "pnnx"),
+        "mnn": _installed("MNN"),
+        "tflite": _installed("litert_torch", "ai_edge_litert"),
+    }
+    formats = [f for f, ok in available.items() if ok]
     if not formats:
-        pytest.skip("neither ncnn nor MNN is installed")
+        pytest.skip("none of ncnn, MNN, LiteRT is installed")
     folder = tmp_path_factory.mktemp("runtimes")
     report = run_export(export_config(tiny_checkpoint, folder, f"formats=[onnx,{','.join(formats)}]"))
     return report, folder
@@ -49,6 +58,8 @@ def exported(tiny_checkpoint, tmp_path_factory) -> tuple[dict[str, Any], Path]:
         pytest.param("ncnn_fp32", ["model.ncnn.param", "model.ncnn.bin"], marks=NCNN),
         pytest.param("mnn_fp32", ["model.mnn"], marks=MNN),
         pytest.param("mnn_wq8", ["model_wq8.mnn"], marks=MNN),
+        pytest.param("tflite_fp32", ["model.tflite"], marks=LITERT),
+        pytest.param("tflite_int8", ["model_int8.tflite"], marks=LITERT),
     ],
 )
 def test_each_runtime_is_written_checked_scored_timed_and_described(exported, key, files):
@@ -61,17 +72,34 @@ def test_each_runtime_is_written_checked_scored_timed_and_described(exported, ke
     if key.endswith("fp32"):
         assert model["parity"]["max_abs"] <= 1e-4 and abs(model["nme"] - fp32["nme"]) < 1e-5
     else:  # 8-bit weights: close, and gated like int8
-        assert model["parity"]["max_abs"] < 0.02 and "passed" in model["gate"]
+        assert model["parity"]["max_abs"] < 0.05 and "passed" in model["gate"]
     assert model["latency"]["one"]["median_ms"] > 0 and model["faces"] == 160
     sidecar = json.loads((folder / f"{files[0]}.json").read_text())
     assert sidecar["pfld.input_size"] == 112 and sidecar["pfld.num_landmarks"] == 68
-    assert sidecar["pfld.mean"] == [0.485, 0.456, 0.406] and sidecar["output"] in ("out0", "landmarks")
-    label = {"ncnn_fp32": "ncnn fp32", "mnn_fp32": "MNN fp32", "mnn_wq8": "MNN 8-bit weights"}[key]
-    assert f"| {label} |" in (folder / "report.md").read_text()
+    assert sidecar["pfld.mean"] == [0.485, 0.456, 0.406] and sidecar["output"]
+    if key == "tflite_int8":  # full integer: the app quantises the crop and dequantises the points
+        assert model["calibration_images"] == 32 and model["activation_bits"] == 8
+        assert sidecar["input_quantization"][0] > 0 and sidecar["output_quantization"][0] > 0
+        assert "int8" in sidecar["input_layout"] and "int8" in sidecar["output_layout"]
+    label = {
+        "ncnn_fp32": "ncnn fp32",
+        "mnn_fp32": "MNN fp32",
+        "mnn_wq8": "MNN 8-bit weights",
+        "tflite_fp32": "LiteRT fp32",
+        "tflite_int8": "LiteRT int8",
+    }[key]
+    text = (folder / "report.md").read_text()
+    assert f"| {label} |" in text
+    assert (f"**Gate, {label}**" in text) == key.endswith(("wq8", "int8"))
 
 
 @pytest.mark.parametrize(
-    "loader", [pytest.param("landmarks_ncnn", marks=NCNN), pytest.param("landmarks_mnn", marks=MNN)]
+    "loader",
+    [
+        pytest.param("landmarks_ncnn", marks=NCNN),
+        pytest.param("landmarks_mnn", marks=MNN),
+        pytest.param("landmarks_litert", marks=LITERT),
+    ],
 )
 def test_the_readmes_phone_loaders_give_the_onnx_recipes_landmarks_on_a_real_photo(exported, loader):
     import cv2
@@ -92,9 +120,9 @@ def test_the_readmes_phone_loaders_give_the_onnx_recipes_landmarks_on_a_real_pho
 
 def test_an_unknown_format_is_refused_before_any_work(tiny_checkpoint, tmp_path):
     with pytest.raises(
-        ValueError, match=r"formats \['tflite'\] are unknown; choose from \['onnx', 'ncnn', 'mnn'\]"
+        ValueError, match=r"formats \['coreml'\] are unknown; choose from \['onnx', 'ncnn', 'mnn', 'tflite'\]"
     ):
-        run_export(export_config(tiny_checkpoint, tmp_path / "out", "formats=[onnx,tflite]"))
+        run_export(export_config(tiny_checkpoint, tmp_path / "out", "formats=[onnx,coreml]"))
     assert not (tmp_path / "out").exists()
 
 

@@ -14,7 +14,9 @@ it (`sidecar`): input size, mean and std, crop scale, scheme, points, blob names
                                               input and output with the scale and zero point in the sidecar
 
 Not here yet: ncnn int8 (its calibration tools, ncnn2table / ncnn2int8, are not in the PyPI wheels) and
-MNN full int8 (`mnnquant` with a calibration folder).
+MNN full int8: the MNN 3.6.1 wheel's quantiser (`mnnquant src.mnn dst.mnn config.json`, also as
+`_tools.mnnquant`) aborts with ``std::length_error`` on our fp32 file, with KL or EMA calibration on a
+folder of 112 px PNG crops, and also on a file converted from a batch-1 ONNX model (2026-12-03).
 """
 
 from __future__ import annotations

@@ -464,6 +464,7 @@ def test_faces_cut_another_way_are_predicted_in_a_crop_of_the_models_scale_about
         )
 
 
+@pytest.mark.slow
 def test_pseudo_labels_complete_kaggle_faces_in_their_own_scheme_from_a_68_point_model(
     tmp_path, tiny_checkpoint
 ):

@@ -29,6 +29,7 @@ from export.runtimes import (
     check_parity,
     export_mnn,
     export_ncnn,
+    export_ncnn_int8,
     export_tflite,
     remove,
     runtime_latency,
@@ -135,6 +136,10 @@ def export_runtimes(
             print(f"exporting to {fmt}")
             if fmt == "ncnn":
                 written.append(export_ncnn(network, spec.input_size, folder, channels=spec.channels))
+                if calibration is not None:
+                    print("quantising the ncnn model to int8 on the same calibration crops")
+                    method = str(cfg.quantize.method)
+                    written.append(export_ncnn_int8(written[0], folder, calibration(), method=method))
             elif fmt == "mnn":
                 written.append(export_mnn(folder / FP32_NAME, folder))
                 written.append(export_mnn(folder / FP32_NAME, folder, weight_bits=8))

@@ -11,6 +11,7 @@ MODEL_LABELS: tuple[tuple[str, str], ...] = (
     ("fp32", "ONNX fp32"),
     ("int8", "ONNX int8"),
     ("ncnn_fp32", "ncnn fp32"),
+    ("ncnn_int8", "ncnn int8"),
     ("mnn_fp32", "MNN fp32"),
     ("mnn_wq8", "MNN 8-bit weights"),
     ("tflite_fp32", "LiteRT fp32"),

@@ -170,3 +170,32 @@ def test_falls_back_to_torchscript_when_dynamo_fails(
     assert read_metadata(path) == tiny_metadata()
     graph = onnx.load(str(path)).graph
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param
+
+
+def test_an_ncnn_param_line_survives_a_parse_and_a_rewrite():
+    from export.runtimes import NcnnLayer
+
+    line = "ConvolutionDepthWise convdwrelu_0 1 1 1 2 0=64 1=3 11=3 5=1 6=576 7=64 9=1"
+    layer = NcnnLayer.parse(line)
+    assert (layer.kind, layer.name, layer.bottoms, layer.tops) == (
+        "ConvolutionDepthWise",
+        "convdwrelu_0",
+        ["1"],
+        ["2"],
+    )
+    assert layer.params == {"0": "64", "1": "3", "11": "3", "5": "1", "6": "576", "7": "64", "9": "1"}
+    assert NcnnLayer.parse(layer.line()) == layer
+
+
+def test_ncnn_int8_refuses_layers_whose_weights_it_cannot_walk(tmp_path):
+    pytest.importorskip("ncnn")
+    from export.runtimes import Written, export_ncnn_int8
+
+    param, weights = tmp_path / "model.ncnn.param", tmp_path / "model.ncnn.bin"
+    param.write_text("7767517\n2 2\nInput in0 0 1 in0\nBatchNorm bn_0 1 1 in0 out0 0=3\n")
+    weights.write_bytes(bytes(24))
+    fp32 = Written("ncnn_fp32", "ncnn fp32", [param, weights], lambda x: (x, None), lambda x: x)
+    with pytest.raises(
+        ValueError, match=r"model.ncnn.param: ncnn int8 does not know the weights of layers \['BatchNorm'\]"
+    ):
+        export_ncnn_int8(fp32, tmp_path, [np.zeros((1, 3, 8, 8), np.float32)])

@@ -56,6 +56,7 @@ def exported(tiny_checkpoint, tmp_path_factory) -> tuple[dict[str, Any], Path]:
     ("key", "files"),
     [
         pytest.param("ncnn_fp32", ["model.ncnn.param", "model.ncnn.bin"], marks=NCNN),
+        pytest.param("ncnn_int8", ["model_int8.ncnn.param", "model_int8.ncnn.bin"], marks=NCNN),
         pytest.param("mnn_fp32", ["model.mnn"], marks=MNN),
         pytest.param("mnn_wq8", ["model_wq8.mnn"], marks=MNN),
         pytest.param("tflite_fp32", ["model.tflite"], marks=LITERT),
@@ -77,12 +78,17 @@ def test_each_runtime_is_written_checked_scored_timed_and_described(exported, ke
     sidecar = json.loads((folder / f"{files[0]}.json").read_text())
     assert sidecar["pfld.input_size"] == 112 and sidecar["pfld.num_landmarks"] == 68
     assert sidecar["pfld.mean"] == [0.485, 0.456, 0.406] and sidecar["output"]
+    if key == "ncnn_int8":  # int8 weights: a quarter of the fp32 file, and each layer marked int8
+        fp32_bytes = report["models"]["ncnn_fp32"]["bytes"]
+        assert model["bytes"] < 0.4 * fp32_bytes and model["calibration_images"] == 32
+        assert " 8=2" in (folder / files[0]).read_text() and " 8=1" in (folder / files[0]).read_text()
     if key == "tflite_int8":  # full integer: the app quantises the crop and dequantises the points
         assert model["calibration_images"] == 32 and model["activation_bits"] == 8
         assert sidecar["input_quantization"][0] > 0 and sidecar["output_quantization"][0] > 0
         assert "int8" in sidecar["input_layout"] and "int8" in sidecar["output_layout"]
     label = {
         "ncnn_fp32": "ncnn fp32",
+        "ncnn_int8": "ncnn int8",
         "mnn_fp32": "MNN fp32",
         "mnn_wq8": "MNN 8-bit weights",
         "tflite_fp32": "LiteRT fp32",

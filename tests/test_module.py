@@ -24,6 +24,23 @@ def _module(tmp_path, overrides: list[str] | None = None, data: dict | None = No
     return PFLDModule(cfg.model, cfg.loss, cfg.optimizer, data or OLD_DATA, cfg.scheduler)
 
 
+def test_a_checkpoint_from_before_the_training_package_keeps_its_schedule(tmp_path):
+    """Checkpoints written when the schedules lived in ``pfld.schedules`` name that module in their
+    hyper-parameters; loaded now, the schedule is found where it moved and builds."""
+    module = _module(tmp_path)
+    assert module.hparams.scheduler["_target_"] == "pfld.training.schedules.warmup_cosine"
+    hparams = dict(module.hparams)
+    hparams["scheduler"] = dict(hparams["scheduler"], _target_="pfld.schedules.warmup_cosine")
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams,
+                "pytorch-lightning_version": L.__version__}, path)  # fmt: skip
+    restored = PFLDModule.load_from_checkpoint(path, map_location="cpu")
+    assert restored.hparams.scheduler["_target_"] == "pfld.training.schedules.warmup_cosine"
+    optimizer = torch.optim.SGD(restored.parameters(), lr=0.1)
+    schedule = instantiate(restored.hparams.scheduler)(optimizer, total_steps=10)
+    assert isinstance(schedule, torch.optim.lr_scheduler.LRScheduler)
+
+
 def test_old_checkpoints_load_with_inter_ocular_normalization(tmp_path):
     module = _module(tmp_path)
     assert module.normalization_mode == "inter_ocular" and module.normalization == (36, 45)

@@ -26,12 +26,32 @@ from pfld.training.finite_loss import NonFiniteLossError, non_finite_inputs, non
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`")
 
 
+#: ``_target_`` prefixes that moved when `pfld` was arranged by job (old -> new). Checkpoints written
+#: before keep the old ones in their hyper-parameters; of those, the schedule's is instantiated from them.
+MOVED_TARGETS: dict[str, str] = {"pfld.schedules.": "pfld.training.schedules."}
+
+
 def _plain(config: Mapping[str, Any] | DictConfig | None) -> dict[str, Any] | None:
+    """A plain dict of ``config``, its ``_target_`` entries (at any depth) renamed by `MOVED_TARGETS`."""
     if config is None:
         return None
     if isinstance(config, DictConfig):
-        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
-    return dict(config)
+        config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
+    return _current_targets(dict(config))  # type: ignore[arg-type]
+
+
+def _current_targets(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        out = {key: _current_targets(value) for key, value in node.items()}
+        target = out.get("_target_")
+        if isinstance(target, str):
+            for old, new in MOVED_TARGETS.items():
+                if target.startswith(old):
+                    out["_target_"] = new + target.removeprefix(old)
+        return out
+    if isinstance(node, list):
+        return [_current_targets(value) for value in node]
+    return node
 
 
 class PFLDModule(L.LightningModule):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pfld.data.geometry import MEAN_FACE_3D, camera_matrix, euler_angles, rotation_matrix
-from pfld.data.schemes import MIN_POSE_REFERENCE_POINTS, POSE_REFERENCE_NAMES, LandmarkScheme
+from pfld.data.geometry import MEAN_FACE_3D, camera_matrix, rotation_matrix
+from pfld.data.schemes import POSE_REFERENCE_NAMES
 
 
 def _default_distance() -> float:
@@ -40,27 +40,6 @@ def project_mean_face(
         raise ValueError(f"distance {depth} puts part of the face behind the camera")
     k = camera_matrix(crop_size)
     return camera[:, :2] / camera[:, 2:] * k[0, 0] + k[:2, 2]
-
-
-def landmarks_to_euler(landmarks: np.ndarray, scheme: LandmarkScheme, crop_size: float) -> np.ndarray:
-    """(K, 2) crop pixels of all the scheme's points -> (3,) float32 degrees (yaw, pitch, roll)."""
-    names = scheme.pose_reference_names
-    if not names:
-        raise ValueError(
-            f"scheme {scheme.name!r} declares no pose reference points, so head pose cannot be computed: "
-            "switch the pose branch off (model.auxiliary=false and a loss other than pfld, e.g. loss=l1)"
-        )
-    if len(names) < MIN_POSE_REFERENCE_POINTS:
-        raise ValueError(
-            f"scheme {scheme.name!r} has {len(names)} pose reference points; "
-            f"pose needs at least {MIN_POSE_REFERENCE_POINTS}"
-        )
-    landmarks = np.asarray(landmarks)
-    if landmarks.shape != (scheme.num_points, 2):
-        raise ValueError(
-            f"scheme {scheme.name!r} expects ({scheme.num_points}, 2) landmarks, got {landmarks.shape}"
-        )
-    return euler_angles(landmarks[scheme.pose_reference_indices], names, crop_size)
 
 
 def mean_abs_difference(fp32_path: str | Path, int8_path: str | Path, batches: Iterable[np.ndarray]) -> float:

@@ -191,23 +191,32 @@ def test_small_schemes_mirror_on_faces_derived_from_ibug(embedded_dir, name: str
 
 
 def test_kaggle15_pose_on_a_face_derived_from_ibug(embedded_dir):
-    from tests.helpers import landmarks_to_euler
+    from pfld.data.attributes import fit_angles
 
     face68 = _embedded_faces(embedded_dir, count=1)[0]
     face = from_ibug68(face68, "kaggle15")
     low, high = face68.min(axis=0), face68.max(axis=0)
     side = float((high - low).max())
     offset = (side - 1) / 2 - (low + high) / 2
-    full = landmarks_to_euler(face68 + offset, ibug_68(), side)
-    partial = landmarks_to_euler(face + offset, load_scheme("kaggle15"), side)
+    full = fit_angles(face68 + offset, ibug_68(), side)
+    partial = fit_angles(face + offset, load_scheme("kaggle15"), side)
     assert np.isfinite(partial).all() and np.abs(partial - full).max() < 15, (full, partial)
 
 
-def test_scheme_without_pose_points_explains_how_to_train():
-    from tests.helpers import landmarks_to_euler
+def test_a_scheme_without_pose_points_has_no_angles_and_refuses_the_pfld_loss(tmp_path: Path):
+    """No pose reference points: the fit gives NaN angles (faces left out of the pose term, never
+    weighted zero), and training with the PFLD loss, which needs angles, is refused with the way out."""
+    from pfld.data.attributes import fit_angles
+    from pfld.training.loop import switch_off_pose_if_unavailable
+    from tests.conftest import compose_train
 
-    with pytest.raises(ValueError, match="declares no pose reference points.*auxiliary=false"):
-        landmarks_to_euler(np.zeros((5, 2)), load_scheme("five_point"), 112)
+    five = load_scheme("five_point")
+    assert np.isnan(fit_angles(np.zeros((5, 2)), five, 112)).all()
+    with pytest.raises(ValueError, match="scheme 'five_point' declares no pose reference points.*loss=l1"):
+        switch_off_pose_if_unavailable(compose_train(["loss=pfld"], tmp_path), five)
+    cfg = compose_train([], tmp_path)
+    switch_off_pose_if_unavailable(cfg, five)
+    assert cfg.model.auxiliary is False
 
 
 def test_flip_partner_is_an_alternative_to_flip_pairs(tmp_path: Path):

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from pfld.data.schemes.scheme import MIN_POSE_REFERENCE_POINTS, POSE_REFERENCE_NAMES, LandmarkScheme
+from pfld.data.schemes.scheme import POSE_REFERENCE_NAMES, LandmarkScheme
 
 _SHIPPED = Path(__file__).resolve().parent
 _REQUIRED = ("name", "num_points", "eye_corners")
@@ -169,9 +169,6 @@ def _pose_reference(value: Any, k: int) -> dict[str, int]:
     if unknown:
         raise ValueError(f"unknown pose reference names {unknown}; known: {list(POSE_REFERENCE_NAMES)}")
     indices = _indices(list(value.values()), "pose_reference", k)
-    if 0 < len(value) < MIN_POSE_REFERENCE_POINTS:
-        raise ValueError(
-            f"pose_reference has {len(value)} points; head pose needs at least {MIN_POSE_REFERENCE_POINTS} "
-            "(or give none, and switch the pose branch off)"
-        )
-    return dict(zip(value, indices, strict=True))
+    return dict(
+        zip(value, indices, strict=True)
+    )  # at least MIN_POSE_REFERENCE_POINTS: LandmarkScheme's check

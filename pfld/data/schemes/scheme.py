@@ -87,6 +87,11 @@ class LandmarkScheme:
             raise ValueError(
                 f"{where}: unknown pose reference names {unknown}; known: {list(POSE_REFERENCE_NAMES)}"
             )
+        if 0 < len(self.pose_reference) < MIN_POSE_REFERENCE_POINTS:
+            raise ValueError(
+                f"{where}: pose_reference has {len(self.pose_reference)} points; head pose needs at least "
+                f"{MIN_POSE_REFERENCE_POINTS} (or give none, and switch the pose branch off)"
+            )
         points = list(self.pose_reference.values())
         shared = sorted({i for i in points if points.count(i) > 1})
         if shared:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from export.calibration import calibration_batches
 from export.gate import accuracy_gate, quantization_advice
 from export.latency import cpu_threads, machine_description, measure_latency
-from export.onnx_export import export_onnx
+from export.onnx_export import LandmarksAndPose, export_onnx
 from export.quantize import METHODS, TARGET_TYPES, quantize_int8, resolve_keep_float
 from export.report import render_report
 from export.runtimes import (
@@ -127,24 +127,31 @@ def export_runtimes(
     returns format -> why it was not written, for those that failed (the others are still written).
     ``calibration`` gives the int8 calibration batches (the ONNX int8 file's), None without quantisation."""
     failed: dict[str, str] = {}
-    network = model.without_auxiliary().eval()  # the landmark net (the pose output is ONNX-only so far)
-    metadata = spec.with_pose_output(False).to_metadata()
+    with_pose = bool(cfg.with_pose)
+    network = (LandmarksAndPose(model) if with_pose else model.without_auxiliary()).eval()
+    metadata = spec.with_pose_output(with_pose).to_metadata()
     runs, warmup = int(cfg.latency.runs), int(cfg.latency.warmup)
     for fmt in check_formats(list(cfg.formats))[1:]:
         written: list[Written] = []
         try:
             print(f"exporting to {fmt}")
             if fmt == "ncnn":
-                written.append(export_ncnn(network, spec.input_size, folder, channels=spec.channels))
+                written.append(
+                    export_ncnn(network, spec.input_size, folder, channels=spec.channels, with_pose=with_pose)
+                )
                 if calibration is not None:
                     print("quantising the ncnn model to int8 on the same calibration crops")
                     method = str(cfg.quantize.method)
                     written.append(export_ncnn_int8(written[0], folder, calibration(), method=method))
             elif fmt == "mnn":
-                written.append(export_mnn(folder / FP32_NAME, folder))
-                written.append(export_mnn(folder / FP32_NAME, folder, weight_bits=8))
+                written.append(export_mnn(folder / FP32_NAME, folder, with_pose=with_pose))
+                written.append(export_mnn(folder / FP32_NAME, folder, weight_bits=8, with_pose=with_pose))
             else:
-                written.append(export_tflite(network, spec.input_size, folder, channels=spec.channels))
+                written.append(
+                    export_tflite(
+                        network, spec.input_size, folder, channels=spec.channels, with_pose=with_pose
+                    )
+                )
                 if calibration is not None:
                     print("quantising the LiteRT model to int8 on the same calibration crops")
                     written.append(
@@ -154,10 +161,13 @@ def export_runtimes(
                             folder,
                             channels=spec.channels,
                             calibration=calibration(),
+                            with_pose=with_pose,
                         )
                     )
             for item in written:
-                parity = check_parity(item, network, val_crops, float(cfg.parity.atol))
+                parity = check_parity(
+                    item, network, val_crops, float(cfg.parity.atol), float(cfg.parity.pose_atol_deg)
+                )
                 sidecar(item, metadata)
                 latency = {"one": runtime_latency(item.single, image, runs, warmup)}
                 models[item.key] = file_summary(item.files, scores(item.predictor), latency)

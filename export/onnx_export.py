@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ class LandmarksAndPose(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         landmarks, angles = self.model.forward_with_pose(images)
-        return landmarks, torch.rad2deg(angles)
+        return landmarks, angles * (180.0 / math.pi)  # a multiplication: pnnx (ncnn) has no rad2deg
 
 
 def _import_runtime() -> tuple[ModuleType, ModuleType]:

@@ -1,6 +1,7 @@
 """The runtimes phones use beside onnxruntime: ncnn (through pnnx) and MNN (through its converter).
 
-Each format is written from the same inference network as the ONNX file (the landmark net), run with
+Each format is written from the same inference network as the ONNX file (the landmark net, plus the pose
+output with ``with_pose=true``), run with
 the runtime's own Python binding on the same real crops, and only kept when its fp32 output matches
 PyTorch's (`check_parity`). Each file gets a JSON sidecar with what an app needs to feed it and read
 it (`sidecar`): input size, mean and std, crop scale, scheme, points, blob names and layouts.
@@ -48,8 +49,10 @@ REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
     "mnn": (("MNN",), "mnn"),
     "tflite": (("litert_torch", "ai_edge_litert"), "litert"),
 }
-#: ncnn's blob names as pnnx writes them.
-NCNN_INPUT, NCNN_OUTPUT = "in0", "out0"
+#: ncnn's blob names as pnnx writes them (the pose, when exported, is the second output).
+NCNN_INPUT, NCNN_OUTPUT, NCNN_POSE = "in0", "out0", "out1"
+#: The sidecar's description of the pose output (ONNX's and every runtime's: degrees, as in files).
+POSE_LAYOUT = "3 float32: yaw, pitch, roll in degrees"
 #: The sidecar's input layout by `pfld.channels` (3 when absent).
 INPUT_LAYOUTS = {
     3: "1 x 3 x S x S float32, RGB, (pixel / 255 - mean) / std, the policy crop",
@@ -57,8 +60,10 @@ INPUT_LAYOUTS = {
 }
 
 #: A batch predictor, called as a `pfld.inference.LandmarkModel` is: (B, C, S, S) normalised crops ->
-#: ((B, K, 2) landmarks in [0, 1] of the crop, None: these files carry no pose output).
-BatchPredictor = Callable[[np.ndarray | torch.Tensor], tuple[np.ndarray, None]]
+#: ((B, K, 2) landmarks in [0, 1] of the crop, (B, 3) yaw, pitch, roll in radians or None without pose).
+BatchPredictor = Callable[[np.ndarray | torch.Tensor], tuple[np.ndarray, np.ndarray | None]]
+#: One image's runner: (1, C, S, S) float32 -> ((K, 2) landmarks, (3,) pose in degrees or None).
+Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 class MissingRuntime(RuntimeError):
@@ -99,6 +104,7 @@ class Written:
     predictor: BatchPredictor
     single: Callable[[np.ndarray], Any]  # one (1, C, S, S) image, for the latency
     details: dict[str, Any] = field(default_factory=dict)
+    with_pose: bool = False  # the file also gives yaw, pitch, roll
 
     @property
     def quantized(self) -> bool:
@@ -106,9 +112,11 @@ class Written:
         return bool(self.details.get("weight_bits"))
 
 
-def export_ncnn(network: nn.Module, size: int, folder: Path, threads: int = 1, channels: int = 3) -> Written:
-    """Trace ``network`` (the landmark net, eval mode; ``channels`` inputs: 3 RGB or 1 grey) with pnnx
-    into ``model.ncnn.param`` / ``.bin``."""
+def export_ncnn(
+    network: nn.Module, size: int, folder: Path, threads: int = 1, channels: int = 3, with_pose: bool = False
+) -> Written:
+    """Trace ``network`` (eval mode; ``channels`` inputs: 3 RGB or 1 grey; the landmark net, or with
+    ``with_pose`` a `LandmarksAndPose`) with pnnx into ``model.ncnn.param`` / ``.bin``."""
     require("ncnn")
     import pnnx
 
@@ -116,25 +124,30 @@ def export_ncnn(network: nn.Module, size: int, folder: Path, threads: int = 1, c
     example = torch.zeros(1, channels, size, size)
     with tempfile.TemporaryDirectory(prefix="pfld-pnnx-") as work:
         work_dir = Path(work)
-        pnnx.export(  # prints the converted graph
-            network,
-            str(work_dir / "model.pt"),
-            (example,),
-            fp16=False,
-            ncnnparam=str(work_dir / "model.ncnn.param"),
-            ncnnbin=str(work_dir / "model.ncnn.bin"),
-        )
+        try:
+            pnnx.export(  # prints the converted graph
+                network,
+                str(work_dir / "model.pt"),
+                (example,),
+                fp16=False,
+                ncnnparam=str(work_dir / "model.ncnn.param"),
+                ncnnbin=str(work_dir / "model.ncnn.bin"),
+            )
+        except Exception as error:  # pnnx fails in many ways (even a SyntaxError from its generated code)
+            raise RuntimeError(
+                f"pnnx could not convert the network: {type(error).__name__}: {error}"
+            ) from error
         for built, final in ((work_dir / "model.ncnn.param", param), (work_dir / "model.ncnn.bin", weights)):
             if not built.is_file():
                 raise RuntimeError(f"pnnx wrote no {built.name}; see its output above")
             with staged(final) as temporary:
                 shutil.copyfile(built, temporary)
-    run = ncnn_runner(param, weights, threads)
-    return Written("ncnn_fp32", "ncnn fp32", [param, weights], _batched(run), run)
+    run = ncnn_runner(param, weights, threads, with_pose)
+    return Written("ncnn_fp32", "ncnn fp32", [param, weights], _batched(run), run, with_pose=with_pose)
 
 
-def ncnn_runner(param: Path, weights: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
-    """An ncnn net as a function of one (1, C, S, S) float32 image -> (K, 2)."""
+def ncnn_runner(param: Path, weights: Path, threads: int = 1, with_pose: bool = False) -> Runner:
+    """An ncnn net as a function of one (1, C, S, S) float32 image (see `Runner`)."""
     import ncnn
 
     net = ncnn.Net()
@@ -143,13 +156,16 @@ def ncnn_runner(param: Path, weights: Path, threads: int = 1) -> Callable[[np.nd
     if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
         raise RuntimeError(f"{param}: ncnn could not load the model")
 
-    def run(image: np.ndarray) -> np.ndarray:
+    def run(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         extractor = net.create_extractor()
         extractor.input(NCNN_INPUT, ncnn.Mat(np.ascontiguousarray(image[0], dtype=np.float32)).clone())
-        status, out = extractor.extract(NCNN_OUTPUT)
-        if status != 0:
-            raise RuntimeError(f"{param}: ncnn failed to run the model (status {status})")
-        return np.array(out)
+        outputs = []
+        for blob in (NCNN_OUTPUT, NCNN_POSE) if with_pose else (NCNN_OUTPUT,):
+            status, out = extractor.extract(blob)
+            if status != 0:
+                raise RuntimeError(f"{param}: ncnn failed to run the model (status {status})")
+            outputs.append(np.array(out, dtype=np.float32))
+        return outputs[0], (outputs[1].reshape(3) if with_pose else None)
 
     return run
 
@@ -244,14 +260,15 @@ def export_ncnn_int8(
         temporary.write_text("\n".join([header, lines[0], *(layer.line() for layer in layers)]) + "\n")
     with staged(int8_weights) as temporary:
         temporary.write_bytes(bytes(out))
-    run = ncnn_runner(int8_param, int8_weights, threads)
+    run = ncnn_runner(int8_param, int8_weights, threads, fp32.with_pose)
     details = {
         "weight_bits": 8,
         "activation_bits": 8,
         "calibration_images": len(images),
         "method": "minmax" if method == "minmax" else "percentile",
     }
-    return Written("ncnn_int8", "ncnn int8", [int8_param, int8_weights], _batched(run), run, details)
+    files = [int8_param, int8_weights]
+    return Written("ncnn_int8", "ncnn int8", files, _batched(run), run, details, with_pose=fp32.with_pose)
 
 
 def _ncnn_ranges(
@@ -301,8 +318,11 @@ def _ncnn_ranges(
     return ranges
 
 
-def export_mnn(onnx_path: Path, folder: Path, weight_bits: int | None = None, threads: int = 1) -> Written:
-    """Convert the checked ONNX file with MNN's converter: fp32, or 8-bit weights with ``weight_bits=8``."""
+def export_mnn(
+    onnx_path: Path, folder: Path, weight_bits: int | None = None, threads: int = 1, with_pose: bool = False
+) -> Written:
+    """Convert the checked ONNX file with MNN's converter: fp32, or 8-bit weights with ``weight_bits=8``;
+    ``with_pose``: the file has the ``pose`` output (degrees) beside ``landmarks``."""
     require("mnn")
     name = "model.mnn" if weight_bits is None else f"model_wq{weight_bits}.mnn"
     path = folder / name
@@ -323,11 +343,11 @@ def export_mnn(onnx_path: Path, folder: Path, weight_bits: int | None = None, th
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not temporary.is_file() or not temporary.stat().st_size:
             raise RuntimeError(f"MNN's converter failed on {onnx_path}: {(done.stdout + done.stderr)[-800:]}")
-    run = mnn_runner(path, threads)
+    run = mnn_runner(path, threads, with_pose)
     key = "mnn_fp32" if weight_bits is None else f"mnn_wq{weight_bits}"
     label = "MNN fp32" if weight_bits is None else f"MNN {weight_bits}-bit weights"
     details = {} if weight_bits is None else {"weight_bits": weight_bits}
-    return Written(key, label, [path], _batched(run), run, details)
+    return Written(key, label, [path], _batched(run), run, details, with_pose=with_pose)
 
 
 def _mnnconvert() -> str:
@@ -339,8 +359,8 @@ def _mnnconvert() -> str:
     return found
 
 
-def mnn_runner(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
-    """An MNN interpreter session as a function of one (1, C, S, S) float32 image -> (K, 2)."""
+def mnn_runner(path: Path, threads: int = 1, with_pose: bool = False) -> Runner:
+    """An MNN interpreter session as a function of one (1, C, S, S) float32 image (see `Runner`)."""
     import MNN
 
     interpreter = MNN.Interpreter(str(path))
@@ -348,7 +368,16 @@ def mnn_runner(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarra
     source = interpreter.getSessionInput(session)
     shape = tuple(source.getShape())
 
-    def run(image: np.ndarray) -> np.ndarray:
+    def output(name: str) -> np.ndarray:
+        tensor = interpreter.getSessionOutput(session, name)
+        out_shape = tuple(tensor.getShape())
+        host = MNN.Tensor(
+            out_shape, MNN.Halide_Type_Float, np.zeros(out_shape, np.float32), MNN.Tensor_DimensionType_Caffe
+        )
+        tensor.copyToHostTensor(host)
+        return np.array(host.getData(), dtype=np.float32)
+
+    def run(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         staged_input = MNN.Tensor(
             shape,
             MNN.Halide_Type_Float,
@@ -357,13 +386,7 @@ def mnn_runner(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarra
         )
         source.copyFrom(staged_input)
         interpreter.runSession(session)
-        output = interpreter.getSessionOutput(session, "landmarks")
-        out_shape = tuple(output.getShape())
-        host = MNN.Tensor(
-            out_shape, MNN.Halide_Type_Float, np.zeros(out_shape, np.float32), MNN.Tensor_DimensionType_Caffe
-        )
-        output.copyToHostTensor(host)
-        return np.array(host.getData(), dtype=np.float32).reshape(out_shape[-2:])
+        return output("landmarks").reshape(-1, 2), (output("pose").reshape(3) if with_pose else None)
 
     return run
 
@@ -375,8 +398,10 @@ def export_tflite(
     threads: int = 1,
     channels: int = 3,
     calibration: Iterable[np.ndarray] | None = None,
+    with_pose: bool = False,
 ) -> Written:
-    """Convert ``network`` (the landmark net, eval mode) with litert-torch into ``model.tflite``, or with
+    """Convert ``network`` (eval mode: the landmark net, or with ``with_pose`` a `LandmarksAndPose`)
+    with litert-torch into ``model.tflite``, or with
     ``calibration`` ((B, C, S, S) normalised crop batches) into the full-integer ``model_int8.tflite``:
     PyTorch's PT2E quantisation (symmetric, per-channel weights), its observers run on every crop."""
     require("tflite")
@@ -408,71 +433,110 @@ def export_tflite(
         details = {"weight_bits": 8, "activation_bits": 8, "calibration_images": count}
     path = folder / ("model.tflite" if calibration is None else "model_int8.tflite")
     with staged(path) as temporary:
-        litert_torch.convert(network, example, quant_config=quant_config).export(str(temporary))
+        try:
+            litert_torch.convert(network, example, quant_config=quant_config).export(str(temporary))
+        except Exception as error:  # an op litert-torch cannot lower, among others
+            raise RuntimeError(
+                f"litert-torch could not convert the network: {type(error).__name__}: {error}"
+            ) from error
     run, described = tflite_runner(path, threads)
     details |= described
     key, label = ("tflite_fp32", "LiteRT fp32") if calibration is None else ("tflite_int8", "LiteRT int8")
-    return Written(key, label, [path], _batched(run), run, details)
+    return Written(key, label, [path], _batched(run), run, details, with_pose="pose_output" in described)
 
 
-def tflite_runner(path: Path, threads: int = 1) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+def tflite_runner(path: Path, threads: int = 1) -> tuple[Runner, dict[str, Any]]:
     """A LiteRT interpreter (its input channels-last) as a function of one (1, C, S, S) float32 image
-    -> (K, 2), and its input's
-    and output's names and, where int8, ``[scale, zero_point]``: an int8 input is
-    ``round(x / scale) + zero_point`` of the normalised crop, an int8 output ``(q - zero_point) * scale``."""
+    (see `Runner`), and a description of its tensors: the input's and outputs' names (the landmarks'
+    output is the 3-D one, a pose output the 2-D one) and, where int8, their ``[scale, zero_point]``: an
+    int8 input is ``round(x / scale) + zero_point`` of the normalised crop, an int8 output
+    ``(q - zero_point) * scale``."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    described = {"input": source["name"], "output": target["name"]} | {
-        f"{name}_quantization": [float(detail["quantization"][0]), int(detail["quantization"][1])]
-        for name, detail in (("input", source), ("output", target))
-        if detail["dtype"] == np.int8
+    source = interpreter.get_input_details()[0]
+    outputs = interpreter.get_output_details()
+    landmarks = next(d for d in outputs if len(d["shape"]) == 3)
+    pose = next((d for d in outputs if len(d["shape"]) == 2), None)
+    tensors = {"input": source, "output": landmarks} | ({"pose_output": pose} if pose is not None else {})
+    described = {name: detail["name"] for name, detail in tensors.items()} | {
+        f"{name.removesuffix('_output')}_quantization": [
+            float(d["quantization"][0]),
+            int(d["quantization"][1]),
+        ]
+        for name, d in tensors.items()
+        if d["dtype"] == np.int8
     }
 
-    def run(image: np.ndarray) -> np.ndarray:
+    def read(detail: dict[str, Any]) -> np.ndarray:
+        out = interpreter.get_tensor(detail["index"])
+        if detail["dtype"] == np.int8:
+            scale, zero = detail["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return np.asarray(out, dtype=np.float32)
+
+    def run(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         data = np.ascontiguousarray(np.transpose(image, (0, 2, 3, 1)), dtype=np.float32)
         if source["dtype"] == np.int8:
             scale, zero = source["quantization"]
             data = np.clip(np.round(data / scale) + zero, -128, 127).astype(np.int8)
         interpreter.set_tensor(source["index"], data)
         interpreter.invoke()
-        out = interpreter.get_tensor(target["index"])
-        if target["dtype"] == np.int8:
-            scale, zero = target["quantization"]
-            out = (out.astype(np.float32) - zero) * scale
-        return np.asarray(out, dtype=np.float32).reshape(-1, 2)
+        return read(landmarks).reshape(-1, 2), (None if pose is None else read(pose).reshape(3))
 
     return run, described
 
 
-def _batched(run: Callable[[np.ndarray], np.ndarray]) -> BatchPredictor:
-    """A one-image runner as a predictor of batches (`BatchPredictor`)."""
+def _batched(run: Runner) -> BatchPredictor:
+    """A one-image runner as a predictor of batches (`BatchPredictor`; the pose in radians, as in Python)."""
 
-    def predict(images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, None]:
+    def predict(images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         # a C-contiguous float32 copy first: the loaders' channels-last batches, sliced per image, gave
         # ncnn garbage even through np.ascontiguousarray of each slice
         if isinstance(images, torch.Tensor):
             images = images.detach().cpu().contiguous().numpy()
         batch = np.ascontiguousarray(images, dtype=np.float32)
-        return np.stack([run(batch[i : i + 1]) for i in range(len(batch))]), None
+        results = [run(batch[i : i + 1]) for i in range(len(batch))]
+        landmarks = np.stack([r[0] for r in results])
+        if results[0][1] is None:
+            return landmarks, None
+        return landmarks, np.deg2rad(np.stack([r[1] for r in results]))
 
     return predict
 
 
-def check_parity(written: Written, network: nn.Module, images: np.ndarray, atol: float) -> dict[str, float]:
-    """Max and mean |runtime - PyTorch| of the landmarks on ``images`` (crop units). Raises when the max
-    exceeds ``atol`` (for an fp32 model; the caller removes the files)."""
+def check_parity(
+    written: Written, network: nn.Module, images: np.ndarray, atol: float, pose_atol_deg: float = 1e-2
+) -> dict[str, float]:
+    """Max and mean |runtime - PyTorch| of the landmarks on ``images`` (crop units), and of the pose
+    (degrees) when the file gives it (``network`` then a `LandmarksAndPose`). Raises when a max exceeds
+    ``atol`` / ``pose_atol_deg`` (for an fp32 model; the caller removes the files)."""
     with torch.no_grad():
-        expected = network(torch.from_numpy(images)).numpy()
-    got, _ = written.predictor(images)
-    difference = np.abs(got - expected)
+        expected = network(torch.from_numpy(images))
+    landmarks, pose = expected if isinstance(expected, tuple) else (expected, None)
+    got, got_pose = written.predictor(images)
+    difference = np.abs(got - landmarks.numpy())
     result = {"max_abs": float(difference.max()), "mean_abs": float(difference.mean()), "images": len(images)}
-    if not written.quantized and not result["max_abs"] <= atol:
+    if written.with_pose:
+        if pose is None or got_pose is None:
+            raise RuntimeError(f"{written.label}: the file or the PyTorch net has no pose output")
+        pose_difference = np.abs(np.rad2deg(got_pose) - pose.numpy())
+        result |= {
+            "pose_max_abs_deg": float(pose_difference.max()),
+            "pose_mean_abs_deg": float(pose_difference.mean()),
+        }
+    if written.quantized:
+        return result
+    if not result["max_abs"] <= atol:
         raise RuntimeError(
             f"{written.label}: landmarks differ from PyTorch's by {result['max_abs']:.3g} (max abs, crop units, "
             f"{len(images)} images) > atol={atol:g}; the files are not kept"
+        )
+    if written.with_pose and not result["pose_max_abs_deg"] <= pose_atol_deg:
+        raise RuntimeError(
+            f"{written.label}: the pose differs from PyTorch's by {result['pose_max_abs_deg']:.3g} degrees "
+            f"(max abs, {len(images)} images) > {pose_atol_deg:g}; the files are not kept"
         )
     return result
 
@@ -494,6 +558,8 @@ def sidecar(written: Written, metadata: dict[str, Any]) -> Path:
         "output": NCNN_OUTPUT if fmt == "ncnn" else "landmarks",
         "output_layout": "K x 2 float32: x, y in [0, 1] of the crop (pixel = value * S - 0.5)",
     }
+    if written.with_pose:
+        layout |= {"pose_output": NCNN_POSE if fmt == "ncnn" else "pose", "pose_layout": POSE_LAYOUT}
     if fmt == "tflite":
         channels = metadata.get("pfld.channels", 3)
         layout["input_layout"] = layout["input_layout"].replace(
@@ -503,6 +569,10 @@ def sidecar(written: Written, metadata: dict[str, Any]) -> Path:
         layout["input_layout"] += "; then int8: round(x / scale) + zero_point (input_quantization)"
         layout["output_layout"] = "K x 2 int8: (q - zero_point) * scale (output_quantization) gives " + (
             layout["output_layout"].removeprefix("K x 2 float32: ")
+        )
+    if "pose_quantization" in written.details:
+        layout["pose_layout"] = "3 int8: (q - zero_point) * scale (pose_quantization) gives " + (
+            POSE_LAYOUT.removeprefix("3 float32: ")
         )
     path = written.files[0].with_suffix(written.files[0].suffix + ".json")
     atomic_write_text(path, json.dumps({**metadata, **layout, **written.details}, indent=2) + "\n")

@@ -37,8 +37,7 @@ LITERT = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def exported(tiny_checkpoint, tmp_path_factory) -> tuple[dict[str, Any], Path]:
+def _runtime_formats() -> list[str]:
     available = {
         "ncnn": _installed("ncnn", "pnnx"),
         "mnn": _installed("MNN"),
@@ -47,8 +46,22 @@ def exported(tiny_checkpoint, tmp_path_factory) -> tuple[dict[str, Any], Path]:
     formats = [f for f, ok in available.items() if ok]
     if not formats:
         pytest.skip("none of ncnn, MNN, LiteRT is installed")
+    return formats
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory) -> tuple[dict[str, Any], Path]:
     folder = tmp_path_factory.mktemp("runtimes")
-    report = run_export(export_config(tiny_checkpoint, folder, f"formats=[onnx,{','.join(formats)}]"))
+    formats = ",".join(_runtime_formats())
+    report = run_export(export_config(tiny_checkpoint, folder, f"formats=[onnx,{formats}]"))
+    return report, folder
+
+
+@pytest.fixture(scope="module")
+def exported_with_pose(tiny_checkpoint, tmp_path_factory) -> tuple[dict[str, Any], Path]:
+    folder = tmp_path_factory.mktemp("runtimes_pose")
+    formats = ",".join(_runtime_formats())
+    report = run_export(export_config(tiny_checkpoint, folder, f"formats=[onnx,{formats}]", "with_pose=true"))
     return report, folder
 
 
@@ -97,6 +110,39 @@ def test_each_runtime_is_written_checked_scored_timed_and_described(exported, ke
     text = (folder / "report.md").read_text()
     assert f"| {label} |" in text
     assert (f"**Gate, {label}**" in text) == key.endswith(("wq8", "int8"))
+
+
+@pytest.mark.parametrize(
+    ("key", "sidecar_name"),
+    [
+        pytest.param("ncnn_fp32", "model.ncnn.param.json", marks=NCNN),
+        pytest.param("ncnn_int8", "model_int8.ncnn.param.json", marks=NCNN),
+        pytest.param("mnn_fp32", "model.mnn.json", marks=MNN),
+        pytest.param("mnn_wq8", "model_wq8.mnn.json", marks=MNN),
+        pytest.param("tflite_fp32", "model.tflite.json", marks=LITERT),
+        pytest.param("tflite_int8", "model_int8.tflite.json", marks=LITERT),
+    ],
+)
+def test_with_pose_every_runtime_gives_the_pose_checked_and_scored(exported_with_pose, key, sidecar_name):
+    """with_pose=true: each file also gives yaw, pitch, roll, compared with PyTorch's in degrees (fp32
+    within parity.pose_atol_deg) and scored like ONNX's pose output."""
+    report, folder = exported_with_pose
+    assert report["formats_failed"] == {}
+    model, fp32 = report["models"][key], report["models"]["fp32"]
+    parity = model["parity"]
+    if key.endswith("fp32"):
+        assert parity["pose_max_abs_deg"] <= 1e-2
+        assert model["pose_mae_deg"]["yaw"] == pytest.approx(fp32["pose_mae_deg"]["yaw"], abs=1e-3)
+    else:  # 8-bit: close to PyTorch's angles, not equal
+        assert 0 < parity["pose_max_abs_deg"] < 5.0
+    assert model["pose_mae_deg"]["faces"] == fp32["pose_mae_deg"]["faces"] > 0
+    sidecar = json.loads((folder / sidecar_name).read_text())
+    assert sidecar["pose_output"] and "degrees" in sidecar["pose_layout"]
+    assert ("int8" in sidecar["pose_layout"]) == (key == "tflite_int8")
+    label = {"ncnn_fp32": "ncnn fp32", "ncnn_int8": "ncnn int8", "mnn_fp32": "MNN fp32",
+             "mnn_wq8": "MNN 8-bit weights", "tflite_fp32": "LiteRT fp32", "tflite_int8": "LiteRT int8"}[key]  # fmt: skip
+    pose_table = (folder / "report.md").read_text().split("**Pose output**")[1]
+    assert f"| {label} |" in pose_table
 
 
 @pytest.mark.parametrize(

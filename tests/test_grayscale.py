@@ -248,24 +248,27 @@ def test_grey_int8_calibrates_on_grey_crops(grey_onnx: tuple[PFLD, Path], tmp_pa
     assert int8.spec.channels == 1 and landmarks.shape == (16, 68, 2) and np.isfinite(landmarks).all()
 
 
-@pytest.mark.parametrize("fmt", ["ncnn", "mnn"])
+@pytest.mark.parametrize("fmt", ["ncnn", "mnn", "tflite"])
 def test_grey_runtimes_export_and_match_pytorch(
     grey_onnx: tuple[PFLD, Path], tmp_path: Path, fmt: str
 ) -> None:
     from export import runtimes
 
-    needs = {"ncnn": ("ncnn", "pnnx"), "mnn": ("MNN",)}[fmt]
+    needs = {"ncnn": ("ncnn", "pnnx"), "mnn": ("MNN",), "tflite": ("litert_torch", "ai_edge_litert")}[fmt]
     if any(importlib.util.find_spec(name) is None for name in needs):
         pytest.skip(f"{fmt} not installed")
     model, path = grey_onnx
     if fmt == "ncnn":
         written = runtimes.export_ncnn(model, 96, tmp_path, channels=1)
-    else:
+    elif fmt == "mnn":
         written = runtimes.export_mnn(path, tmp_path)
+    else:
+        written = runtimes.export_tflite(model, 96, tmp_path, channels=1)
     crops = model_input(rgb_crops(4), GREY_MEAN, GREY_STD).contiguous().numpy()
     runtimes.check_parity(written, model, crops, atol=1e-3)
     sidecar = runtimes.sidecar(written, grey_spec().to_metadata())
-    assert "1 x 1 x S x S float32, grey" in sidecar.read_text()
+    layout = "1 x S x S x 1 (NHWC) float32, grey" if fmt == "tflite" else "1 x 1 x S x S float32, grey"
+    assert layout in sidecar.read_text()
 
 
 # -- the photo predictor -----------------------------------------------------------------------------

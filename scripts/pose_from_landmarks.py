@@ -29,8 +29,8 @@ from pfld.data.attributes import fit_angles
 from pfld.data.crop import from_unit
 from pfld.data.schemes import load_scheme
 from pfld.data.store import load_faces
+from pfld.inference.crops import normalise
 from pfld.inference.models import load_landmark_model
-from pfld.predict.pipeline import normalise
 from pfld.predict.pose_regressor import fit_pose_regressor
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,12 +17,12 @@ from pfld.data.normalize import IMAGENET_MEAN, IMAGENET_STD, LUMA, channel_value
 from pfld.data.readers import read_pts
 from pfld.evaluation.checkpoint import adopt_input
 from pfld.inference import ModelSpec, TorchLandmarkModel
+from pfld.inference.crops import normalise
 from pfld.inference.spec import check_metadata, decode_metadata, encode_metadata
 from pfld.io.images import read_image
 from pfld.models import PFLD, PFLDBackbone
 from pfld.predict import Predictor
 from pfld.predict.box_mapping import DLIB_HOG_MAPPING
-from pfld.predict.pipeline import normalise
 from pfld.training.config_checks import _resume_mismatches, model_problems
 from pfld.training.module import PFLDModule
 from tests.conftest import OLD_DATA_DESCRIPTION, ROOT, TINY_TRAINING, compose_config, compose_train

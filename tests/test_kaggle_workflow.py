@@ -13,8 +13,8 @@ import pytest
 from pfld.cli import predict as predict_cli
 from pfld.data.readers.kaggle import kaggle_columns, read_kaggle_test
 from pfld.inference import ModelSpec
+from pfld.inference.crops import normalise
 from pfld.predict.kaggle import by_image_id, is_kaggle_test, predict_kaggle_points
-from pfld.predict.pipeline import normalise
 from tests.conftest import TINY_TRAINING, compose_config, compose_train, save_module_checkpoint, wflw_module
 
 KAGGLE = Path(__file__).parent / "data" / "kaggle"

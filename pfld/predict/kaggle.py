@@ -2,7 +2,7 @@
 
 The whole image is the crop, as in training on ``python -m data kaggle``'s faces (crop scale 1.0 of the
 image itself, no face detector): each image is resized to the model's input (when that is not 96 px),
-normalised by its `ModelSpec` (`pfld.predict.pipeline.normalise`: grey models get the luma, which is the
+normalised by its `ModelSpec` (`pfld.inference.crops.normalise`: grey models get the luma, which is the
 grey value itself; RGB models the grey replicated), and the model's [0, 1] crop units become 0-based
 pixels of the 96 x 96 image, Kaggle's coordinates.
 """
@@ -18,9 +18,9 @@ import numpy as np
 
 from pfld.data.crop import from_unit
 from pfld.data.readers.kaggle import ID_COLUMN, IMAGE_COLUMN, SIDE, kaggle_columns
+from pfld.inference.crops import normalise
 from pfld.inference.models import LandmarkModel
 from pfld.io.atomic import atomic_write_text
-from pfld.predict.pipeline import normalise
 
 KAGGLE_SCHEME = "kaggle15"
 KAGGLE_POINTS = 15

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from pfld.data.attributes import fit_angles
-from pfld.data.crop import cut_square, from_unit, image_points, landmark_box, square_box, square_from_box
-from pfld.data.normalize import grey
+from pfld.data.crop import from_unit, landmark_box, square_box, square_from_box
 from pfld.data.schemes import LandmarkScheme, available_schemes, load_scheme
+from pfld.inference.crops import refined_landmarks
 from pfld.inference.models import LandmarkModel
 from pfld.predict.box_mapping import DLIB_HOG_MAPPING, BoxMapping
 from pfld.predict.detector import Detection, FaceDetector
@@ -61,15 +61,6 @@ class FacePrediction:
             "pose_deg": pose,
             "pose_source": self.pose_source if pose else None,
         }
-
-
-def normalise(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """(N, S, S, 3) uint8 RGB -> (N, C, S, S) float32 model input, ``(pixel / 255 - mean) / std``;
-    C = len(mean): 3, or 1 for a grey model, whose crops become their luma (`pfld.data.normalize.grey`)."""
-    pixels = crops.astype(np.float32)
-    pixels = grey(pixels) if len(mean) == 1 else pixels
-    scaled = (pixels / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
 
 
 class Predictor:
@@ -172,17 +163,10 @@ class Predictor:
     ) -> list[FacePrediction]:
         """Run the model on these (N, 3) crops, ``refine`` more passes, and make the predictions."""
         spec = self.model.spec
-        units, pose = self._run(image, squares)
-        points = self._to_photo(units, squares)
-        shifts = [None] * len(squares)
-        for _ in range(refine):
-            squares = np.stack([square_box(p.astype(np.float32), spec.crop_scale) for p in points])
-            units, pose = self._run(image, squares)
-            before, points = points, self._to_photo(units, squares)
-            shifts = np.linalg.norm(points - before, axis=2).mean(axis=1) / squares[:, 2]
+        points, units, pose, squares, shifts = refined_landmarks(self.model, image, squares, refine)
         faces = []
         for i, ((box, score), square, face_points) in enumerate(zip(boxes, squares, points, strict=True)):
-            shift = None if shifts[i] is None else float(shifts[i])
+            shift = None if shifts is None else float(shifts[i])
             face = FacePrediction(box, score, square, face_points, refine_shift=shift)
             if pose is not None:
                 face.pose, face.pose_source = pose[i], "model"
@@ -194,18 +178,6 @@ class Predictor:
                 face.pose, face.pose_source = np.deg2rad(fitted), "landmarks"
             faces.append(face)
         return faces
-
-    def _run(self, image: np.ndarray, squares: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        spec = self.model.spec
-        crops = np.stack([cut_square(image, square, spec.input_size) for square in squares])
-        return self.model(normalise(crops, spec.mean, spec.std))
-
-    def _to_photo(self, units: np.ndarray, squares: np.ndarray) -> np.ndarray:
-        """(N, K, 2) model units of the crops of ``squares`` -> (N, K, 2) photo pixels."""
-        size = self.model.spec.input_size
-        return np.stack(
-            [image_points(from_unit(u, size), s, size) for u, s in zip(units, squares, strict=True)]
-        )
 
 
 def check_image(image: np.ndarray) -> None:

@@ -43,13 +43,14 @@ from tqdm.auto import tqdm
 
 from pfld.data.attributes import PoseThresholds, class_memberships, fit_angles
 from pfld.data.cache import ANNOTATED, PSEUDO, UNLABELLED, FaceCache
-from pfld.data.crop import from_unit
+from pfld.data.crop import from_unit, square_from_box
 from pfld.data.dataset import LandmarkDataset
 from pfld.data.schemes import LandmarkScheme, load_scheme
 from pfld.data.schemes.mapping import SchemeMapping, load_mapping
 from pfld.data.store import load_faces, save_faces
 from pfld.data.transforms import build_eval_transform
 from pfld.evaluation.predictions import predict
+from pfld.inference.crops import refined_landmarks
 from pfld.inference.models import LandmarkModel
 from pfld.io.atomic import atomic_write_text
 
@@ -161,20 +162,19 @@ def _predict_pixels(
 
 def _predict_refined(faces: FaceCache, models: Sequence[LandmarkModel], refine: int) -> np.ndarray:
     """The models' mean points for every face, in stored pixels: each stored image treated as a photo
-    whose landmark box is the one the face was cut from, then ``refine`` passes (`Predictor`)."""
-    from pfld.predict.box_mapping import BoxMapping
-    from pfld.predict.pipeline import Predictor
-
+    whose landmark box is the one the face was cut from, then ``refine`` passes (as `pfld.predict`'s
+    photo pipeline does)."""
     centre = faces.border + (faces.crop_size - 1) / 2.0  # the policy crop's centre, pixel centres on integers
     half = faces.crop_size / faces.crop_scale / 2.0  # half the longer side of the box the faces were cut from
     box = np.array([centre - half, centre - half, centre + half, centre + half])
-    predictors = [
-        Predictor(m, mapping=BoxMapping(), refine=refine, pose_from_landmarks=False) for m in models
-    ]
+    squares = [square_from_box(box, model.spec.crop_scale)[None] for model in models]
     points = np.empty((len(faces), models[0].spec.num_points, 2), dtype=np.float64)
     for i in tqdm(range(len(faces)), desc=f"pseudo-labelling ({refine} refining passes)", unit="face"):
         image = np.ascontiguousarray(faces.images[i])
-        points[i] = np.mean([p.predict(image, [box])[0].landmarks for p in predictors], axis=0)
+        points[i] = np.mean(
+            [refined_landmarks(m, image, s, refine)[0][0] for m, s in zip(models, squares, strict=True)],
+            axis=0,
+        )
     return points
 
 

@@ -48,7 +48,7 @@ def augmented_angles(angles_deg: np.ndarray, rotation_deg: float, flipped: bool)
     point is a rotation of the camera about its optical axis, which only changes roll (applied last,
     ``R = Rz(roll) Rx(-pitch) Ry(-yaw)``), and a mirror negates yaw and roll. The augmentation's scale
     and shift are ignored: under the crop's camera they move the fitted angles by a fraction of a
-    degree (measured against solvePnP re-fits in ``tests/test_augmented_angles.py``).
+    degree (measured against solvePnP re-fits in ``tests/pfld/data/test_augmented_angles.py``).
     """
     yaw, pitch, roll = (float(a) for a in angles_deg)
     roll = (roll - rotation_deg + 180.0) % 360.0 - 180.0

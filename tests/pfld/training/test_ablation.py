@@ -1,0 +1,104 @@
+"""The ablation report: runs grouped into rows by their overrides, statistics, the default rule."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pfld.training.ablation import collect_rows, decide_default, grid_table, row_name, rows_table
+from tests.conftest import ROOT
+
+
+def _run(
+    sweep: Path, number: int, row: str, seed: int, nme: float | None, profile: float = 0.2, down: float = 0.15
+):
+    folder = sweep / str(number)
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"ablation={row}", f"seed={seed}"]))
+    if nme is not None:
+        metrics = {
+            "val/nme": nme,
+            "val/nme_profile": profile,
+            "val/nme_head_down": down,
+            "val/failure_rate": 0.3,
+        }
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_rows_group_seeds_and_give_mean_and_sample_std(tmp_path):
+    _run(tmp_path / "a", 0, "l1_pose", 1, 0.10)
+    _run(tmp_path / "a", 1, "l1_pose", 2, 0.12)
+    _run(tmp_path / "b", 0, "l1_truth_none", 1, 0.09)
+    _run(tmp_path / "b", 1, "l1_truth_none", 2, None)  # still running
+    rows = collect_rows([tmp_path / "a", tmp_path / "b"])
+    assert rows["l1_pose"].seeds == [1, 2]
+    assert rows["l1_pose"].mean("val/nme") == pytest.approx(0.11)
+    assert rows["l1_pose"].std("val/nme") == pytest.approx(math.sqrt(2) * 0.01)
+    assert rows["l1_truth_none"].failed == 1 and math.isnan(rows["l1_truth_none"].std("val/nme"))
+    table = rows_table(list(rows.values()))
+    assert "0.1100 ± 0.0141" in table and "30.0 ± 0.0" in table and "+1 without metrics" in table
+    assert "not run" in grid_table(rows) and "0.0900" in grid_table(rows)
+
+
+def test_default_rule_needs_close_nme_and_better_profile_and_head_down(tmp_path):
+    for seed, nme in ((1, 0.100), (2, 0.104)):
+        _run(tmp_path / "s", seed, "l1_pose", seed, nme, profile=0.22, down=0.16)
+    for seed, nme in ((1, 0.102), (2, 0.103)):
+        _run(tmp_path / "s", 10 + seed, "l1_truth_none", seed, nme, profile=0.20, down=0.15)
+    chosen, reason = decide_default(collect_rows([tmp_path / "s"]))
+    assert chosen == "l1_truth_none", reason
+    _run(tmp_path / "t", 0, "l1_pose", 1, 0.100, profile=0.22, down=0.16)
+    _run(tmp_path / "t", 1, "l1_pose", 2, 0.101, profile=0.22, down=0.16)
+    _run(tmp_path / "t", 2, "l1_truth_none", 1, 0.110, profile=0.20, down=0.15)  # beyond one std
+    chosen, reason = decide_default(collect_rows([tmp_path / "t"]))
+    assert chosen is None and "beyond one std" in reason
+
+
+def test_script_writes_between_the_markers_and_keeps_the_text(tmp_path):
+    _run(tmp_path / "s", 0, "l1_pose", 1, 0.10)
+    _run(tmp_path / "s", 1, "l1_pose", 2, 0.11)
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "# Study\n\nhand-written\n<!-- generated:start -->\nold\n<!-- generated:end -->\ntail text\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "ablations.py"),
+            str(tmp_path / "s"),
+            "--doc",
+            str(doc),
+            "--figures",
+            str(tmp_path / "fig"),
+            "--json",
+            str(tmp_path / "a.json"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    text = doc.read_text()
+    assert "hand-written" in text and "tail text" in text and "old" not in text
+    assert "0.1050 ± 0.0071" in text
+    figure = (tmp_path / "fig" / "ablation_nme.png").read_bytes()
+    assert figure.startswith(b"\x89PNG") and len(figure) > 5000
+    assert json.loads((tmp_path / "a.json").read_text())["l1_pose"]["seeds"] == [1, 2]
+
+
+def test_rows_without_an_ablation_override_are_named_by_their_other_overrides():
+    overrides = [
+        "experiment=size_width",
+        "data.input_size=96",
+        "model.backbone.width=0.5",
+        "seed=2",
+        "cpu.threads=1",
+    ]
+    assert row_name(overrides) == "data.input_size=96 model.backbone.width=0.5"
+    assert row_name(["ablation=l1_pose", "seed=1", "data.input_size=96"]) == "l1_pose"
+    assert row_name(["seed=1", "experiment=loss_ablation"]) is None

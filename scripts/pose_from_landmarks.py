@@ -79,8 +79,8 @@ def main() -> None:
 
     scheme = load_scheme(spec.scheme)
     start = time.perf_counter()
-    fitted = np.stack(
-        [fit_angles(from_unit(u, spec.input_size), scheme, float(spec.input_size)) for u in units]
+    fitted = np.rad2deg(
+        np.stack([fit_angles(from_unit(u, spec.input_size), scheme, float(spec.input_size)) for u in units])
     )
     fit_ms = 1000 * (time.perf_counter() - start) / n
     start = time.perf_counter()

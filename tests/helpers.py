@@ -35,7 +35,9 @@ def project_mean_face(
     """
     model = np.array([MEAN_FACE_3D[name] for name in names], dtype=np.float64)  # (R, 3)
     depth = _default_distance() if distance is None else float(distance)
-    camera = model @ rotation_matrix(yaw, pitch, roll).T + np.array([0.0, 0.0, depth])  # (R, 3)
+    camera = model @ rotation_matrix(*np.radians([yaw, pitch, roll])).T + np.array(
+        [0.0, 0.0, depth]
+    )  # (R, 3)
     if np.any(camera[:, 2] <= 0):
         raise ValueError(f"distance {depth} puts part of the face behind the camera")
     k = camera_matrix(crop_size)

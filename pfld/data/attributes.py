@@ -23,9 +23,10 @@ FACE_CLASSES: tuple[str, ...] = ("profile", "frontal", "head_up", "head_down", "
 
 
 def fit_angles(points: np.ndarray, scheme: LandmarkScheme, crop_size: float) -> np.ndarray:
-    """(K, 2) crop pixels (NaN = unlabelled) -> (3,) float32 yaw, pitch, roll in degrees, or NaN when
-    the scheme has no pose reference points, fewer than the minimum are labelled, or the fit fails."""
-    unknown = np.full(3, np.nan, dtype=np.float32)
+    """(K, 2) crop pixels (NaN = unlabelled) -> (3,) float64 yaw, pitch, roll in radians, or NaN when
+    the scheme has no pose reference points, fewer than the minimum are labelled, or the fit fails.
+    (Prepared files and `FaceCache.angles` keep degrees: `fitted_angles_deg`.)"""
+    unknown = np.full(3, np.nan, dtype=np.float64)
     if not scheme.has_pose:
         return unknown
     indices = scheme.pose_reference_indices
@@ -37,6 +38,14 @@ def fit_angles(points: np.ndarray, scheme: LandmarkScheme, crop_size: float) -> 
         return euler_angles(points[indices[labelled]], names, crop_size)
     except ValueError:
         return unknown
+
+
+def fitted_angles_deg(landmarks: np.ndarray, scheme: LandmarkScheme, crop_size: float) -> np.ndarray:
+    """(N, K, 2) crop pixels -> (N, 3) float32 `fit_angles` in degrees, the unit prepared files and
+    `pfld.data.cache.FaceCache.angles` keep (the dataset turns them into radians for training)."""
+    return np.rad2deg(np.stack([fit_angles(points, scheme, crop_size) for points in landmarks])).astype(
+        np.float32
+    )
 
 
 def augmented_angles(angles_deg: np.ndarray, rotation_deg: float, flipped: bool) -> np.ndarray:

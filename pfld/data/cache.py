@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from pfld.data.attributes import fit_angles
+from pfld.data.attributes import fitted_angles_deg
 from pfld.data.crop import crop_face, to_unit
 from pfld.data.photo_checks import check_points_in_photo
 from pfld.data.records import FaceRecord
@@ -277,7 +277,7 @@ def faces_from_crops(
     if scheme is None:
         angles = np.full((len(records), 3), np.nan, dtype=np.float32)
     else:
-        angles = np.stack([fit_angles(points - border, scheme, float(crop_size)) for points in landmarks])
+        angles = fitted_angles_deg(landmarks - border, scheme, float(crop_size))
     names = tuple(dict.fromkeys(n for r in records for n in r.flags))
     flags = np.array([[bool(r.flags.get(n, False)) for n in names] for r in records], dtype=bool)
     return FaceCache(

@@ -9,7 +9,7 @@ the camera. `MEAN_FACE_3D` is given in this frame, in cm, centred on its centroi
 the subject's right features have x < 0, brows have smaller y than the chin, the nose has smaller z
 (is nearer the camera) than the outer brows.
 
-Sign convention, angles in degrees:
+Sign convention (angles in radians, as everywhere inside pfld; degrees only in files and text):
     yaw   > 0: the subject turns toward the image's right (the subject's left); the nose moves right.
     pitch > 0: the subject looks up (chin up); the nose moves up the image.
     roll  > 0: the face rotates clockwise in the image as the viewer sees it (y down); the subject's
@@ -77,8 +77,8 @@ def camera_matrix(crop_size: float) -> np.ndarray:
 
 
 def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """Degrees -> (3, 3) float64 ``R = Rz(roll) @ Rx(-pitch) @ Ry(-yaw)`` (face frame -> camera)."""
-    y, p, r = np.radians([yaw, pitch, roll])
+    """Radians -> (3, 3) float64 ``R = Rz(roll) @ Rx(-pitch) @ Ry(-yaw)`` (face frame -> camera)."""
+    y, p, r = yaw, pitch, roll
     cy, sy, cp, sp, cr, sr = np.cos(y), np.sin(y), np.cos(p), np.sin(p), np.cos(r), np.sin(r)
     ry = np.array([[cy, 0.0, -sy], [0.0, 1.0, 0.0], [sy, 0.0, cy]])  # Ry(-yaw)
     rx = np.array([[1.0, 0.0, 0.0], [0.0, cp, sp], [0.0, -sp, cp]])  # Rx(-pitch)
@@ -87,12 +87,12 @@ def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 
 def rotation_to_euler(rotation: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation -> (3,) float32 degrees (yaw, pitch, roll); inverse of `rotation_matrix`."""
+    """(3, 3) rotation -> (3,) float64 radians (yaw, pitch, roll); inverse of `rotation_matrix`."""
     r = np.asarray(rotation, dtype=np.float64)
     pitch = -math.asin(max(-1.0, min(1.0, r[2, 1])))
     yaw = math.atan2(r[2, 0], r[2, 2])
     roll = math.atan2(-r[0, 1], r[1, 1])
-    return np.degrees(np.array([yaw, pitch, roll])).astype(np.float32)
+    return np.array([yaw, pitch, roll], dtype=np.float64)
 
 
 @lru_cache(maxsize=64)
@@ -109,7 +109,7 @@ def _model_points(names: tuple[str, ...]) -> np.ndarray:
 
 
 def euler_angles(points_2d: np.ndarray, names: Sequence[str], crop_size: float) -> np.ndarray:
-    """(R, 2) crop pixels of the named reference points -> (3,) float32 degrees (yaw, pitch, roll).
+    """(R, 2) crop pixels of the named reference points -> (3,) float64 radians (yaw, pitch, roll).
 
     Fits `MEAN_FACE_3D` with iterative (Levenberg-Marquardt) PnP from two starts, a frontal face at the
     distance implied by the points' spread and SQPnP's global solution, and keeps the fit with the

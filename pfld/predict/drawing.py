@@ -15,7 +15,7 @@ AXES = ((255, 60, 60), (60, 255, 60), (60, 120, 255))
 
 def pose_axes(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """(3, 2) image directions of the face's left, up and forward axes (unit length in 3D, orthographic
-    projection), from degrees as `pfld.data.geometry` defines them (OpenCV camera: x right, y down)."""
+    projection), from radians as `pfld.data.geometry` defines them (OpenCV camera: x right, y down)."""
     rotation = rotation_matrix(yaw, pitch, roll)  # face frame -> camera
     return np.stack([rotation[:2, 0], -rotation[:2, 1], -rotation[:2, 2]])
 
@@ -29,10 +29,10 @@ def draw_face(image: np.ndarray, face: FacePrediction, thickness: int | None = N
     cv2.rectangle(image, (x0, y0), (x1, y1), BOX, thickness)
     for x, y in face.landmarks:
         cv2.circle(image, (round(float(x)), round(float(y))), radius, POINT, -1, cv2.LINE_AA)
-    degrees = face.pose_deg
+    degrees = face.pose_deg  # for the label; the axes take the radians
     if degrees is not None:
         origin = face.landmarks.mean(axis=0)
-        for direction, colour in zip(pose_axes(*degrees), AXES, strict=True):
+        for direction, colour in zip(pose_axes(*face.pose), AXES, strict=True):
             tip = origin + direction * side / 3
             cv2.arrowedLine(
                 image, tuple(np.round(origin).astype(int)), tuple(np.round(tip).astype(int)), colour,

@@ -174,8 +174,8 @@ class Predictor:
                 face.pose, face.pose_source = self.pose_regressor(units[i]), "regressor"
             elif self.scheme is not None:
                 crop_points = from_unit(units[i], spec.input_size)
-                fitted = fit_angles(crop_points, self.scheme, float(spec.input_size))  # degrees
-                face.pose, face.pose_source = np.deg2rad(fitted), "landmarks"
+                fitted = fit_angles(crop_points, self.scheme, float(spec.input_size))  # radians
+                face.pose, face.pose_source = fitted, "landmarks"
             faces.append(face)
         return faces
 

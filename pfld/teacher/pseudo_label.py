@@ -41,7 +41,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from pfld.data.attributes import PoseThresholds, class_memberships, fit_angles
+from pfld.data.attributes import PoseThresholds, class_memberships, fitted_angles_deg
 from pfld.data.cache import ANNOTATED, PSEUDO, UNLABELLED, FaceCache
 from pfld.data.crop import from_unit, square_from_box
 from pfld.data.dataset import LandmarkDataset
@@ -119,7 +119,7 @@ def pseudo_label(
             sources[labelled, direct[s]] = ANNOTATED
         scheme, teacher = target, predicted
     keep = (disagreement <= threshold) | complete
-    angles = np.stack([fit_angles(p - faces.border, scheme, float(faces.crop_size)) for p in landmarks])
+    angles = fitted_angles_deg(landmarks - faces.border, scheme, float(faces.crop_size))
     out = replace(
         faces,
         landmarks=landmarks.astype(np.float32),

@@ -28,7 +28,7 @@ def _differences(faces, draws: int = 4, **augmentation) -> np.ndarray:
     for index in range(len(faces)):
         for _ in range(draws):
             out = transform(np.asarray(faces.images[index]), faces.landmarks[index])
-            refit = fit_angles(out.points, SCHEME, 112.0)
+            refit = np.degrees(fit_angles(out.points, SCHEME, 112.0))
             updated = augmented_angles(faces.angles[index], out.rotation_deg, out.flipped)
             differences.append((refit - updated + 180.0) % 360.0 - 180.0)
     return np.abs(np.array(differences))

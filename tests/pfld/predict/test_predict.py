@@ -265,10 +265,12 @@ def test_video_gives_one_json_line_per_frame(tmp_path: Path) -> None:
 
 
 def test_pose_axes_follow_the_angle_conventions() -> None:
-    left, up, forward = pose_axes(0, 0, 0)
+    left, up, forward = pose_axes(0, 0, 0)  # radians
     np.testing.assert_allclose([left, up, forward], [[1, 0], [0, -1], [0, 0]], atol=1e-9)
-    assert pose_axes(30, 0, 0)[2][0] > 0.4  # turned toward the image's right: the nose points right
-    assert pose_axes(0, 20, 0)[2][1] < -0.3  # looking up: it points up
-    assert pose_axes(0, 0, 20)[0][1] > 0.3  # clockwise roll: the left axis tips down
+    assert (
+        pose_axes(np.radians(30), 0, 0)[2][0] > 0.4
+    )  # turned toward the image's right: the nose points right
+    assert pose_axes(0, np.radians(20), 0)[2][1] < -0.3  # looking up: it points up
+    assert pose_axes(0, 0, np.radians(20))[0][1] > 0.3  # clockwise roll: the left axis tips down
     image = np.zeros((100, 100, 3), np.uint8)
     assert (draw_faces(image, []) == image).all()

@@ -196,8 +196,8 @@ def test_kaggle15_pose_on_a_face_derived_from_ibug(embedded_dir):
     low, high = face68.min(axis=0), face68.max(axis=0)
     side = float((high - low).max())
     offset = (side - 1) / 2 - (low + high) / 2
-    full = fit_angles(face68 + offset, ibug_68(), side)
-    partial = fit_angles(face + offset, load_scheme("kaggle15"), side)
+    full = np.degrees(fit_angles(face68 + offset, ibug_68(), side))
+    partial = np.degrees(fit_angles(face + offset, load_scheme("kaggle15"), side))
     assert np.isfinite(partial).all() and np.abs(partial - full).max() < 15, (full, partial)
 
 

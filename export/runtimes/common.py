@@ -87,7 +87,7 @@ class Written:
         return bool(self.details.get("weight_bits"))
 
 
-def _batched(run: Runner) -> BatchPredictor:
+def batched(run: Runner) -> BatchPredictor:
     """A one-image runner as a predictor of batches (`BatchPredictor`; the pose in radians, as in Python)."""
 
     def predict(images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.runtimes.common import Runner, Written, _batched, require
+from export.runtimes.common import Runner, Written, batched, require
 from pfld.io.atomic import staged
 
 
@@ -65,7 +65,7 @@ def export_tflite(
     run, described = tflite_runner(path, threads)
     details |= described
     key, label = ("tflite_fp32", "LiteRT fp32") if calibration is None else ("tflite_int8", "LiteRT int8")
-    return Written(key, label, [path], _batched(run), run, details, with_pose="pose_output" in described)
+    return Written(key, label, [path], batched(run), run, details, with_pose="pose_output" in described)
 
 
 def tflite_runner(path: Path, threads: int = 1) -> tuple[Runner, dict[str, Any]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.runtimes.common import MissingRuntime, Runner, Written, _batched, require
+from export.runtimes.common import MissingRuntime, Runner, Written, batched, require
 from pfld.io.atomic import staged
 
 
@@ -42,7 +42,7 @@ def export_mnn(
     key = "mnn_fp32" if weight_bits is None else f"mnn_wq{weight_bits}"
     label = "MNN fp32" if weight_bits is None else f"MNN {weight_bits}-bit weights"
     details = {} if weight_bits is None else {"weight_bits": weight_bits}
-    return Written(key, label, [path], _batched(run), run, details, with_pose=with_pose)
+    return Written(key, label, [path], batched(run), run, details, with_pose=with_pose)
 
 
 def _mnnconvert() -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.runtimes.common import NCNN_INPUT, NCNN_OUTPUT, NCNN_POSE, Runner, Written, _batched, require
+from export.runtimes.common import NCNN_INPUT, NCNN_OUTPUT, NCNN_POSE, Runner, Written, batched, require
 from pfld.io.atomic import staged
 
 
@@ -48,7 +48,7 @@ def export_ncnn(
             with staged(final) as temporary:
                 shutil.copyfile(built, temporary)
     run = ncnn_runner(param, weights, threads, with_pose)
-    return Written("ncnn_fp32", "ncnn fp32", [param, weights], _batched(run), run, with_pose=with_pose)
+    return Written("ncnn_fp32", "ncnn fp32", [param, weights], batched(run), run, with_pose=with_pose)
 
 
 def ncnn_runner(param: Path, weights: Path, threads: int = 1, with_pose: bool = False) -> Runner:
@@ -173,7 +173,7 @@ def export_ncnn_int8(
         "method": "minmax" if method == "minmax" else "percentile",
     }
     files = [int8_param, int8_weights]
-    return Written("ncnn_int8", "ncnn int8", files, _batched(run), run, details, with_pose=fp32.with_pose)
+    return Written("ncnn_int8", "ncnn int8", files, batched(run), run, details, with_pose=fp32.with_pose)
 
 
 def _ncnn_ranges(

@@ -2,8 +2,9 @@
 
 Configured by `conf/export.yaml` (any key can be overridden, e.g. `quantize.target=x86`,
 `formats=[onnx,ncnn,mnn,tflite]`). Exits with status 1 when the int8 model's NME (or another runtime's
-8-bit model's) is worse than the fp32 model's by more than the gate allows, or when a requested format could not be written (the others are; in a
-multirun, `-m`, the run is marked in the sweep's summary.md instead).
+8-bit model's) is worse than the fp32 model's by more than the gate allows, or when a requested format
+could not be written (the others are; in a multirun, `-m`, the run is marked in the sweep's summary.md
+instead).
 """
 
 import os

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -121,11 +120,11 @@ def export_runtimes(
     scores: Any,
     models: dict[str, Any],
     folder: Path,
-    calibration: Callable[[], Iterable[np.ndarray]] | None = None,
+    calibration: list[np.ndarray] | None = None,
 ) -> dict[str, str]:
     """Write, check and score every requested format beside ONNX (`export.runtimes`), into ``models``;
     returns format -> why it was not written, for those that failed (the others are still written).
-    ``calibration`` gives the int8 calibration batches (the ONNX int8 file's), None without quantisation."""
+    ``calibration``: the int8 calibration batches (the ONNX int8 file's), None without quantisation."""
     failed: dict[str, str] = {}
     with_pose = bool(cfg.with_pose)
     network = (LandmarksAndPose(model) if with_pose else model.without_auxiliary()).eval()
@@ -142,7 +141,7 @@ def export_runtimes(
                 if calibration is not None:
                     print("quantising the ncnn model to int8 on the same calibration crops")
                     method = str(cfg.quantize.method)
-                    written.append(export_ncnn_int8(written[0], folder, calibration(), method=method))
+                    written.append(export_ncnn_int8(written[0], folder, calibration, method=method))
             elif fmt == "mnn":
                 written.append(export_mnn(folder / FP32_NAME, folder, with_pose=with_pose))
                 written.append(export_mnn(folder / FP32_NAME, folder, weight_bits=8, with_pose=with_pose))
@@ -160,7 +159,7 @@ def export_runtimes(
                             spec.input_size,
                             folder,
                             channels=spec.channels,
-                            calibration=calibration(),
+                            calibration=calibration,
                             with_pose=with_pose,
                         )
                     )
@@ -254,15 +253,17 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         "gate": None,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    calibration = None  # the normalised calibration batches every int8 file is made from
     if cfg.quantize.enabled:
         quant = cfg.quantize
         keep_float = list(quant.keep_float)
-        calibration = datamodule.eval_dataset(quant.calibration_split)
+        calibration_set = datamodule.eval_dataset(quant.calibration_split)
+        calibration = list(calibration_batches(calibration_set, int(quant.calibration_images)))
         settings = {
             "target": str(quant.target),
             "per_channel": bool(quant.per_channel),
             "method": str(quant.method),
-            "calibration_images": min(int(quant.calibration_images), len(calibration)),
+            "calibration_images": min(int(quant.calibration_images), len(calibration_set)),
             "calibration_split": str(quant.calibration_split),
             "keep_float": keep_float,
             "excluded_nodes": resolve_keep_float(exported.path, keep_float),
@@ -274,7 +275,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         int8_path = quantize_int8(
             exported.path,
             folder / INT8_NAME,
-            calibration_batches(calibration, int(quant.calibration_images)),
+            calibration,
             target=settings["target"],
             per_channel=settings["per_channel"],
             exclude=settings["excluded_nodes"],
@@ -288,14 +289,6 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         )
         report["quantization"] = settings
         report["gate"] = gate.as_dict() | {"advice": [] if gate.passed else quantization_advice(settings)}
-    calibration = None
-    if cfg.quantize.enabled:
-        quant = cfg.quantize
-
-        def calibration() -> Iterable[np.ndarray]:
-            dataset = datamodule.eval_dataset(quant.calibration_split)
-            return calibration_batches(dataset, int(quant.calibration_images))
-
     report["formats_failed"] = export_runtimes(
         cfg, model, spec, val_crops, image, scores, models, folder, calibration
     )

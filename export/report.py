@@ -121,26 +121,22 @@ def render_report(report: Mapping[str, Any]) -> str:
             )
     gate = report.get("gate")
     if gate:
-        verdict = "passed" if gate["passed"] else "**FAILED**"
-        lines += [
-            "",
-            (
-                f"**Gate**: int8 NME {gate['int8_nme']:.4f} vs fp32 {gate['fp32_nme']:.4f}: "
-                f"{gate['relative_change']:+.2%} (limit {gate['max_relative_increase']:+.2%}): {verdict}."
-            ),
-        ]
+        lines += ["", _gate_line("**Gate**: int8 NME", gate, "fp32")]
         if not gate["passed"]:
             lines += ["", "Try:"] + [f"- {item}" for item in gate["advice"]]
     for label, runtime in runtime_gates(report):
-        verdict = "passed" if runtime["passed"] else "**FAILED**"
-        lines += [
-            "",
-            (
-                f"**Gate, {label}**: NME {runtime['int8_nme']:.4f} vs ONNX fp32 {runtime['fp32_nme']:.4f}: "
-                f"{runtime['relative_change']:+.2%} (limit {runtime['max_relative_increase']:+.2%}): {verdict}."
-            ),
-        ]
+        lines += ["", _gate_line(f"**Gate, {label}**: NME", runtime, "ONNX fp32")]
     return "\n".join(lines) + "\n"
+
+
+def _gate_line(title: str, gate: Mapping[str, Any], reference: str) -> str:
+    """One `accuracy_gate` result as a sentence: the 8-bit NME against ``reference``'s, the change, the
+    limit and the verdict."""
+    verdict = "passed" if gate["passed"] else "**FAILED**"
+    return (
+        f"{title} {gate['int8_nme']:.4f} vs {reference} {gate['fp32_nme']:.4f}: "
+        f"{gate['relative_change']:+.2%} (limit {gate['max_relative_increase']:+.2%}): {verdict}."
+    )
 
 
 def runtime_gates(report: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -167,14 +167,11 @@ def _predict_refined(faces: FaceCache, models: Sequence[LandmarkModel], refine: 
     centre = faces.border + (faces.crop_size - 1) / 2.0  # the policy crop's centre, pixel centres on integers
     half = faces.crop_size / faces.crop_scale / 2.0  # half the longer side of the box the faces were cut from
     box = np.array([centre - half, centre - half, centre + half, centre + half])
-    squares = [square_from_box(box, model.spec.crop_scale)[None] for model in models]
+    squares = square_from_box(box, models[0].spec.crop_scale)[None]  # the ensemble shares its crop scale
     points = np.empty((len(faces), models[0].spec.num_points, 2), dtype=np.float64)
     for i in tqdm(range(len(faces)), desc=f"pseudo-labelling ({refine} refining passes)", unit="face"):
         image = np.ascontiguousarray(faces.images[i])
-        points[i] = np.mean(
-            [refined_landmarks(m, image, s, refine)[0][0] for m, s in zip(models, squares, strict=True)],
-            axis=0,
-        )
+        points[i] = np.mean([refined_landmarks(m, image, squares, refine)[0][0] for m in models], axis=0)
     return points
 
 

@@ -25,12 +25,11 @@ from pfld.training.ablation import (
     difference,
     grid_table,
     plot_rows,
-    rescore_run,
+    rescore_sweeps,
     row_descriptions,
     rows_table,
     study_summary,
 )
-from pfld.training.sweep import collect_runs
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 #: Row order of the tables: the experiment's sweep order.
@@ -98,31 +97,6 @@ def generated_section(sweeps: list[Path], figures: Path, doc_dir: Path) -> tuple
     return "\n".join(lines), study_summary(rows, ORDER)
 
 
-def rescore(sweeps: list[Path]) -> None:
-    """`rescore_run` for every finished run without a ``rescore.json``, on the validation faces as that
-    run's own data config crops them (one loader per distinct config: input sizes differ in a sweep)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    loaders: dict[str, object] = {}
-    for sweep in sweeps:
-        for run in collect_runs(sweep):
-            folder = sweep / run["run"]
-            checkpoint = (run["metrics"] or {}).get("best_checkpoint")
-            if not checkpoint or (folder / RESCORE_FILE).is_file():
-                continue
-            data = OmegaConf.load(folder / ".hydra" / "config.yaml").data
-            data.num_workers = 0
-            key = OmegaConf.to_yaml(data)
-            if key not in loaders:
-                datamodule = instantiate(data)
-                datamodule.setup("validate")
-                loaders[key] = datamodule.val_dataloader()
-            scores = rescore_run(checkpoint, loaders[key])
-            (folder / RESCORE_FILE).write_text(json.dumps(scores, indent=1) + "\n")
-            print(f"{folder}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if "nme" in k))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -143,7 +117,7 @@ def main() -> None:
         if not folder.is_dir():
             raise SystemExit(f"{folder}: not a folder")
     if args.rescore:
-        rescore(args.sweeps)
+        rescore_sweeps(args.sweeps)
     section, summary = generated_section(args.sweeps, args.figures.resolve(), args.doc.resolve().parent)
     text = args.doc.read_text() if args.doc.is_file() else f"# Ablations\n\n{START}\n{END}\n"
     if START not in text or END not in text:

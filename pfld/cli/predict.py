@@ -1,4 +1,6 @@
-"""`python predict.py INPUT... --model MODEL`: landmarks and head pose on photos, folders and videos.
+"""`python predict.py INPUT... [--model MODEL]`: landmarks and head pose on photos, folders and videos.
+
+Without ``--model``, the zoo's 0.25X int8 model (``pretrained/pfld-0.25x-68/model_int8.onnx``).
 
 For each photo: `<out>/<name>.json` (every face's box, crop, landmarks in photo pixels, yaw/pitch/roll)
 and `<out>/<name>.jpg` with the points and pose axes drawn. For each video: `<out>/<name>.jsonl` (one
@@ -23,6 +25,7 @@ from tqdm import tqdm
 from pfld.data.readers.kaggle import read_kaggle_test
 from pfld.evaluation.kaggle import write_submission
 from pfld.inference.models import LandmarkModel, load_landmark_model
+from pfld.inference.zoo import DEFAULT_FILE, DEFAULT_MODEL, zoo_model
 from pfld.io.images import read_image, write_image
 from pfld.predict.detector import DETECTORS, create_detector
 from pfld.predict.drawing import draw_faces
@@ -49,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--model",
-        required=True,
-        help="a training checkpoint (.ckpt) or an exported model (.onnx, fp32 or int8)",
+        help="a training checkpoint (.ckpt) or an exported model (.onnx, fp32 or int8); default: the "
+        f"zoo's {DEFAULT_MODEL}/{DEFAULT_FILE} (pretrained/, see its MODEL_CARD.md)",
     )
     parser.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     parser.add_argument(
@@ -206,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--detect-every must be >= 1, got {args.detect_every}")
         files = expand_inputs(args.inputs)
         tests = kaggle_inputs(files, args.kaggle_lookup)
+        if args.model is None:
+            args.model = zoo_model()
+            print(f"no --model given: using the zoo's {args.model}")
         model = load_landmark_model(args.model, args.threads)
         if tests:
             check_kaggle_model(model, args.model)

@@ -273,3 +273,28 @@ def rescore_run(checkpoint: str | Path, loader: Any) -> dict[str, float]:
         scores[f"val/nme_{name}"] = row["nme"]
         scores[f"val/faces_{name}"] = row["faces"]
     return scores
+
+
+def rescore_sweeps(sweeps: Sequence[str | Path]) -> None:
+    """`rescore_run` for every finished run without a ``rescore.json``, on the validation faces as that
+    run's own data config crops them (one loader per distinct config: input sizes differ in a sweep)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    loaders: dict[str, object] = {}
+    for sweep in sweeps:
+        for run in collect_runs(sweep):
+            folder = Path(sweep) / run["run"]
+            checkpoint = (run["metrics"] or {}).get("best_checkpoint")
+            if not checkpoint or (folder / RESCORE_FILE).is_file():
+                continue
+            data = OmegaConf.load(folder / ".hydra" / "config.yaml").data
+            data.num_workers = 0
+            key = OmegaConf.to_yaml(data)
+            if key not in loaders:
+                datamodule = instantiate(data)
+                datamodule.setup("validate")
+                loaders[key] = datamodule.val_dataloader()
+            scores = rescore_run(checkpoint, loaders[key])
+            (folder / RESCORE_FILE).write_text(json.dumps(scores, indent=1) + "\n")
+            print(f"{folder}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if "nme" in k))

@@ -1,0 +1,269 @@
+"""`python -m export.zoo RUN --name NAME`: a training run -> a model-zoo folder ``pretrained/NAME/``.
+
+Writes ``model.ckpt`` (the run's best checkpoint without optimiser state), ``model.onnx`` and
+``model_int8.onnx`` (the export command on the slim checkpoint, with the pose output when the run trained
+its pose net; the int8 gate must pass) and ``MODEL_CARD.md`` (the data, the exact commands, the scores
+per face class, pose MAE, sizes, latencies and the data's licence), all generated:
+
+    python -m export.zoo logs/zoo/pfld-0.25x-68 --name pfld-0.25x-68 --data shared
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf, open_dict
+
+from export.command import FP32_NAME, INT8_NAME, run_export
+from export.onnx_export import LandmarksAndPose
+from export.report import model_table, pose_table
+from pfld.inference.checkpoint import load_checkpoint, pose_net_trained, read_checkpoint
+from pfld.inference.zoo import ZOO, slim_checkpoint
+from pfld.io.atomic import atomic_write_text
+from pfld.models.complexity import count_macs, count_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The zoo's weights are stored rounded to float16 (half the checkpoint; the zoo stays under 20 MB); the
+#: ONNX files are exported from the rounded weights, so every file of a folder is the same model.
+STORED_DTYPE = torch.float16
+GROUPS = ("all", "frontal", "profile", "head_up", "head_down")
+#: Where each prepared data folder's faces come from and on what terms (../shared/data/README.md).
+SOURCES = {
+    "shared300w": "300W (Sagonas et al.; Helen and AFW photos): research use only",
+    "ytf68": (
+        "frames of the YouTube Faces data set with 68-point annotations from Udacity's P1_Facial_Keypoints "
+        "repository (MIT); the frames are YouTube Faces', for non-commercial research"
+    ),
+    "mtfl5": "MTFL (Zhang et al., CUHK; LFW and web photos): research use only",
+}
+
+
+def best_checkpoint(run: Path) -> Path:
+    """The run's best checkpoint, as its ``metrics.json`` names it (or the same file name under the
+    run's ``checkpoints/``, when the run folder has moved)."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    named = Path(metrics.get("best_checkpoint") or "")
+    for candidate in (named, run / "checkpoints" / named.name):
+        if named.name and candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{run}/metrics.json: its best_checkpoint {str(named)!r} is not there")
+
+
+def export_config(checkpoint: Path, out: Path, data: str, with_pose: bool, overrides: list[str] = ()) -> Any:
+    """`conf/export.yaml` composed as ``python -m export`` would, for ``checkpoint``, plus ``overrides``."""
+    from hydra import compose, initialize_config_dir
+
+    overrides = [
+        f"ckpt={checkpoint}",
+        f"out={out}",
+        f"data={data}",
+        f"with_pose={str(with_pose).lower()}",
+        *overrides,
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("export", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+        del cfg.hydra
+    return cfg
+
+
+def train_command(run: Path) -> str:
+    """The ``python train.py ...`` that made the run, from its ``.hydra/overrides.yaml`` (the settings that
+    only pick threads, workers or folders are left out: they do not change the model)."""
+    overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
+    local = ("cpu.threads=", "data.num_workers=", "hydra.", "logger=", "tags=")
+    return "python train.py " + " ".join(str(o) for o in overrides if not str(o).startswith(local))
+
+
+def group_table(report: dict[str, Any]) -> str:
+    """NME by face class (the validation set's groups), PyTorch / fp32 / int8."""
+    lines = ["| class | faces | PyTorch | ONNX fp32 | ONNX int8 |", "|---|---:|---:|---:|---:|"]
+    models = report["models"]
+    for group in GROUPS:
+        scores = [models[key]["by_group"].get(group) for key in ("pytorch", "fp32", "int8")]
+        if scores[0] is None:
+            continue
+        cells = " | ".join(f"{s['nme']:.4f}" if s else "-" for s in scores)
+        lines.append(f"| {group.replace('_', ' ')} | {int(scores[0]['faces'])} | {cells} |")
+    return "\n".join(lines)
+
+
+def render_card(
+    name: str, run: Path, checkpoint: dict[str, Any], report: dict[str, Any], data: str, cost: dict[str, int]
+) -> str:
+    """``MODEL_CARD.md``: what the model is, how it was made, how well it does, and the licence."""
+    hparams = checkpoint["hyper_parameters"]
+    spec, model = report["metadata"], hparams["model"]
+    width = float(model.get("backbone", {}).get("width", 1.0))
+    splits = OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml").data.train, resolve=False)
+    train = [str(split.get("folder", split)).replace("${paths.data_dir}", "data") for split in splits]
+    gate = report["gate"]
+    trained = json.loads((run / "metrics.json").read_text())["val/nme"]
+    lines = [
+        f"# {name}",
+        "",
+        (
+            f"PFLD {width:g}X (MobileNetV2 backbone, multi-scale head) for {spec['pfld.num_landmarks']} points "
+            f"(`{spec['pfld.scheme']}`), {spec['pfld.input_size']} px crops (crop scale {spec['pfld.crop_scale']}), "
+            f"with its auxiliary head-pose net{'' if report['with_pose'] else ' (not exported: untrained)'}."
+        ),
+        "",
+        (
+            f"{cost['parameters']:,} parameters and {cost['macs'] / 1e6:.1f} M multiply-adds for the landmarks; "
+            f"with the pose output {cost['pose_parameters']:,} and {cost['pose_macs'] / 1e6:.1f} M."
+        ),
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"python predict.py photo.jpg --model pretrained/{name}/model_int8.onnx   # or clip.mp4, a folder",
+        f"python evaluate.py ckpt=pretrained/{name}/model.ckpt data=300w out=eval/300w",
+        "```",
+        "",
+        (
+            "The ONNX files describe their input (crop, size, mean, std) and outputs in their metadata "
+            "(docs/export.md shows how to use them without pfld)."
+        ),
+        "",
+        "## How it was made",
+        "",
+        (
+            f"- Data: trained on {', '.join(f'`{t}`' for t in train)}, validated on "
+            f"{report['faces']} faces of `data={data}` (300W AFW: other photos and other people)."
+        ),
+        (
+            f"- Trained {checkpoint.get('epoch', 0) + 1} epochs (best validation epoch; "
+            f"{checkpoint.get('global_step', '?')} steps):"
+        ),
+        "",
+        "```bash",
+        "bash scripts/prepare_shared.sh",
+        train_command(run),
+        f"python -m export.zoo <run folder> --name {name} --data {data}",
+        "```",
+        "",
+        (
+            "- This is the validation run itself, not a final fit on every face (AFW included): its figures are "
+            "on faces it never trained on."
+        ),
+        (
+            "- `model.ckpt`: weights and hyper-parameters (pose net included, no optimiser state); fine-tune with "
+            f"`python train.py init_from=pretrained/{name}/model.ckpt ...` (other point counts too)."
+        ),
+        (
+            f"- `model.onnx`, `model_int8.onnx`: `python -m export ckpt=pretrained/{name}/model.ckpt data={data} "
+            f"with_pose={str(report['with_pose']).lower()}`; int8 target `{report['quantization']['target']}`."
+        ),
+        "",
+        "## Accuracy",
+        "",
+        (
+            f"The weights are stored as float16 (half the file): PyTorch NME {report['models']['pytorch']['nme']:.4f} "
+            f"with them, {trained:.4f} with the run's float32 weights."
+        ),
+        "",
+        (
+            f"{report['normalization']} NME on the validation faces, FR and AUC at {report['failure_threshold']:g}; "
+            f"latency: batch 1, median, onnxruntime on {report['machine']}."
+        ),
+        "",
+        model_table(report),
+        "",
+        group_table(report),
+        "",
+        (
+            f"int8 NME {gate['relative_change']:+.2%} against fp32 (the export gate's limit "
+            f"{gate['max_relative_increase']:+.0%})."
+        ),
+    ]
+    if report["with_pose"]:
+        lines += ["", "Head pose (yaw, pitch, roll against the annotation's fit), MAE in degrees:", ""]
+        lines += [pose_table(report)]
+    folders = sorted({folder.split("/")[1] for folder in train if "/" in folder})
+    lines += ["", "## Licence", "", "The weights were trained on:", ""]
+    lines += [f"- {SOURCES.get(folder, f'`data/{folder}`: see its source')}" for folder in folders]
+    lines += [
+        "",
+        (
+            "The code is this repository's. Whether weights learnt from research-only data may be used in a "
+            "product is for you to check against those terms."
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def model_cost(checkpoint: Path) -> dict[str, int]:
+    """Parameters and multiply-adds of the exported model, without and with the pose net."""
+    landmarks, spec = load_checkpoint(checkpoint, with_pose=False)
+    model, _ = load_checkpoint(checkpoint, with_pose=True)
+    with_pose = LandmarksAndPose(model)  # the exported graph: the pose net runs in eval mode too
+    size = spec.input_size
+    return {
+        "parameters": count_parameters(landmarks),
+        "macs": count_macs(landmarks, size),
+        "pose_parameters": count_parameters(model),
+        "pose_macs": count_macs(with_pose, size),
+    }
+
+
+def make_zoo_entry(
+    run: Path, name: str, data: str = "shared", zoo: Path = ZOO, overrides: list[str] = ()
+) -> Path:
+    """Write ``zoo/name/`` from training run ``run`` (see the module), exporting with the export config's
+    ``overrides``; returns the folder. Nothing is written to ``zoo/name`` unless the int8 gate passes."""
+    source = best_checkpoint(run)
+    with tempfile.TemporaryDirectory(prefix="zoo-") as scratch:
+        work = Path(scratch)
+        slim = slim_checkpoint(source, work / "model.ckpt", STORED_DTYPE)
+        checkpoint = read_checkpoint(slim)
+        hparams = checkpoint["hyper_parameters"]
+        with_pose = bool(hparams["model"].get("auxiliary", True)) and pose_net_trained(hparams)
+        report = run_export(export_config(slim, work / "export", data, with_pose, list(overrides)))
+        if not (report.get("gate") or {}).get("passed"):
+            raise RuntimeError(f"{source}: the int8 model failed the export gate; nothing written to the zoo")
+        folder = zoo / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in (slim, work / "export" / FP32_NAME, work / "export" / INT8_NAME):
+            shutil.copyfile(path, folder / path.name)
+        report["checkpoint"] = f"pretrained/{name}/model.ckpt"
+        atomic_write_text(
+            folder / "MODEL_CARD.md", render_card(name, run, checkpoint, report, data, model_cost(slim))
+        )
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run", type=Path, help="a training run folder (metrics.json, .hydra/, checkpoints/)")
+    parser.add_argument("--name", required=True, help="the zoo folder's name, e.g. pfld-0.25x-68")
+    parser.add_argument(
+        "--data", default="shared", help="data config of the validation faces (default shared)"
+    )
+    parser.add_argument("--zoo", type=Path, default=ZOO, help=f"zoo folder (default {ZOO})")
+    parser.add_argument(
+        "overrides", nargs="*", help="settings of conf/export.yaml for the export, e.g. latency.runs=50"
+    )
+    args = parser.parse_intermixed_args(argv)
+    try:
+        folder = make_zoo_entry(args.run, args.name, args.data, args.zoo, args.overrides)
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KiB" for p in sorted(folder.iterdir()))
+    print(f"wrote {folder}: {sizes}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

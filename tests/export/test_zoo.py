@@ -1,0 +1,112 @@
+"""The committed model zoo (``pretrained/``): complete, under 20 MB, every file the same model as its
+checkpoint, the card generated; and ``python -m export.zoo`` making a zoo folder from a training run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+pytest.importorskip("onnxruntime")
+
+from export.command import check_crops
+from export.zoo import main as make_zoo
+from pfld.inference import ModelSpec, OnnxLandmarkModel, TorchLandmarkModel
+from pfld.inference.checkpoint import pose_net_trained, read_checkpoint
+from pfld.inference.zoo import DEFAULT_FILE, DEFAULT_MODEL, ZOO, ZOO_FILES, zoo_model, zoo_names
+from tests.conftest import compose_train
+
+ZOO_LIMIT_BYTES = 20 * 1024 * 1024
+NAMES = ["pfld-0.25x-68", "pfld-1x-68"]
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """16 real normalised validation crops of the embedded sample (112 px, ImageNet mean and std)."""
+    datamodule = instantiate(compose_train([], tmp_path_factory.mktemp("zoo")).data)
+    datamodule.setup("validate")
+    return check_crops(datamodule.val_dataloader().dataset, 16)
+
+
+def test_the_zoo_has_both_models_complete_and_under_20_mb() -> None:
+    assert set(NAMES) <= set(zoo_names())
+    assert zoo_model() == ZOO / DEFAULT_MODEL / DEFAULT_FILE
+    for name in zoo_names():
+        assert sorted(p.name for p in (ZOO / name).iterdir()) == sorted(ZOO_FILES), name
+    total = sum(p.stat().st_size for p in ZOO.rglob("*") if p.is_file())
+    assert total < ZOO_LIMIT_BYTES, f"the zoo is {total / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_zoo_file_is_its_checkpoints_model(name: str, crops: np.ndarray) -> None:
+    folder = ZOO / name
+    hparams = read_checkpoint(folder / "model.ckpt")["hyper_parameters"]
+    torch_model = TorchLandmarkModel.from_checkpoint(folder / "model.ckpt", with_pose=None)
+    assert torch_model.has_pose == pose_net_trained(hparams)
+    points, pose = torch_model(crops)
+    for file, atol in (("model.onnx", 1e-4), ("model_int8.onnx", 0.03)):
+        onnx = OnnxLandmarkModel(folder / file)
+        assert onnx.spec == ModelSpec.from_hparams(hparams["data"]).with_pose_output(onnx.has_pose), file
+        assert onnx.has_pose == torch_model.has_pose, file
+        got, got_pose = onnx(crops)
+        assert np.abs(got - points).max() < atol, file
+        if pose is not None:
+            assert np.abs(np.rad2deg(got_pose - pose)).max() < (0.01 if atol < 1e-3 else 3.0), file
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert card.startswith(f"# {name}\n") and "## Licence" in card and "research use" in card
+
+
+def _fake_run(folder: Path, checkpoint: Path) -> Path:
+    """A run folder as `train.py` leaves one: metrics.json naming its best checkpoint, .hydra/."""
+    (folder / "checkpoints").mkdir(parents=True)
+    shutil.copyfile(checkpoint, folder / "checkpoints" / "epoch009-nme0.0600.ckpt")
+    metrics = {"best_checkpoint": "/elsewhere/checkpoints/epoch009-nme0.0600.ckpt", "val/nme": 0.06}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "overrides.yaml").write_text(
+        "- experiment=shared\n- model=pfld_1x\n- cpu.threads=1\n- hydra.run.dir=x\n"
+    )
+    (folder / ".hydra" / "config.yaml").write_text(
+        "data:\n  train:\n  - folder: ${paths.data_dir}/shared300w/train\n  - folder: ${paths.data_dir}/ytf68/train\n"
+    )
+    return folder
+
+
+@pytest.mark.slow
+def test_a_run_becomes_a_zoo_folder_with_its_card(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = _fake_run(tmp_path / "run", ZOO / "pfld-1x-68" / "model.ckpt")
+    overrides = ["latency.runs=3", "latency.warmup=1", "latency.sessions=1", "quantize.calibration_images=32"]
+    assert (
+        make_zoo(
+            [str(run), "--name", "mine-68", "--data", "embedded", "--zoo", str(tmp_path / "zoo"), *overrides]
+        )
+        == 0
+    )
+    folder = tmp_path / "zoo" / "mine-68"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(ZOO_FILES)
+    stored = read_checkpoint(folder / "model.ckpt")["state_dict"]
+    assert {v.dtype for k, v in stored.items() if k.startswith("model.") and v.is_floating_point()} == {
+        torch.float16
+    }
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "python train.py experiment=shared model=pfld_1x\n" in card  # threads and folders left out
+    assert (
+        "`data/shared300w/train`, `data/ytf68/train`" in card and "YouTube Faces" in card and "300W" in card
+    )
+    assert "with the pose output" in card and "| ONNX int8 (arm) | model_int8.onnx |" in card
+    assert "0.0600 with the run's float32 weights" in card
+    assert "wrote " in capsys.readouterr().out
+
+
+def test_nothing_reaches_the_zoo_when_the_int8_gate_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _fake_run(tmp_path / "run", ZOO / "pfld-1x-68" / "model.ckpt")
+    monkeypatch.setattr("export.zoo.run_export", lambda cfg: {"gate": {"passed": False}})
+    assert make_zoo([str(run), "--name", "bad-68", "--zoo", str(tmp_path / "zoo")]) == 1
+    assert not (tmp_path / "zoo").exists()

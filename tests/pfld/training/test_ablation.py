@@ -102,3 +102,45 @@ def test_rows_without_an_ablation_override_are_named_by_their_other_overrides():
     assert row_name(overrides) == "data.input_size=96 model.backbone.width=0.5"
     assert row_name(["ablation=l1_pose", "seed=1", "data.input_size=96"]) == "l1_pose"
     assert row_name(["seed=1", "experiment=loss_ablation"]) is None
+
+
+def _cell_run(sweep: Path, number: int, size: int, width: float, seed: int, nme: float) -> None:
+    folder = sweep / str(number)
+    (folder / ".hydra").mkdir(parents=True)
+    overrides = [f"data.input_size={size}", f"model.backbone.width={width}", f"seed={seed}", "cpu.threads=1"]
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (folder / "metrics.json").write_text(json.dumps({"val/nme": nme, "val/pose_mae": 3.5}))
+
+
+def test_size_width_report_joins_costs_keeps_earlier_cells_and_marks_the_pareto_front(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from size_width import cell_of, pareto
+
+    assert pareto([(1, 0.10), (2, 0.12), (3, 0.08), (3, 0.09)]) == [True, False, True, False]
+    assert cell_of("data.input_size=96 model.backbone.width=0.5") == (96, 0.5)
+    assert cell_of("l1_pose") is None and cell_of("loss=wing model.backbone.width=0.5") is None
+    _cell_run(tmp_path / "s", 0, 96, 0.5, 1, 0.090)
+    _cell_run(tmp_path / "s", 1, 96, 0.5, 2, 0.092)
+    _cell_run(tmp_path / "s", 2, 128, 0.5, 1, 0.095)  # dearer and worse than 96 px: off the front
+    cells = {"cells": {"112x0.25": {"seeds": [1, 2, 3], "val/nme": {"mean": 0.1, "std": 0.002}}}}
+    (tmp_path / "cells.json").write_text(json.dumps(cells))
+    costs = [
+        {"input": s, "width": w, "with_pose": False, "mmacs": m, "int8_ms": ms}
+        for s, w, m, ms in ((112, 0.25, 21.0, 0.8), (96, 0.5, 53.8, 1.2), (128, 0.5, 96.1, 2.2))
+    ]
+    (tmp_path / "costs.json").write_text(json.dumps({"rows": costs}))
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- size_width:start -->\nold\n<!-- size_width:end -->\ntail\n")
+    command = [sys.executable, str(ROOT / "scripts" / "size_width.py"), str(tmp_path / "s")]
+    options = ["--cells", "cells.json", "--costs", "costs.json", "--doc", "doc.md", "--figure", "fig.png"]
+    subprocess.run(command + options, check=True, capture_output=True, text=True, cwd=tmp_path)
+    text = doc.read_text()
+    assert text.startswith("intro\n") and text.endswith("tail\n") and "old" not in text
+    assert "| 112 | 0.25 | 21.0 | 0.80 | 3 | 0.1000 ± 0.0020 |" in text  # the earlier cell kept
+    assert "| 96 | 0.5 | 53.8 | 1.20 | 2 | 0.0910 ± 0.0014 |" in text and text.count("| yes |") == 2
+    assert set(json.loads((tmp_path / "cells.json").read_text())["cells"]) == {
+        "112x0.25",
+        "96x0.5",
+        "128x0.5",
+    }
+    assert (tmp_path / "fig.png").read_bytes().startswith(b"\x89PNG")

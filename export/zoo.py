@@ -24,7 +24,7 @@ from omegaconf import OmegaConf, open_dict
 from export.command import FP32_NAME, INT8_NAME, run_export
 from export.onnx_export import LandmarksAndPose
 from export.report import model_table, pose_table
-from pfld.inference.checkpoint import load_checkpoint, pose_net_trained, read_checkpoint
+from pfld.inference.checkpoint import has_trained_pose_net, load_checkpoint, read_checkpoint
 from pfld.inference.zoo import ZOO, slim_checkpoint
 from pfld.io.atomic import atomic_write_text
 from pfld.models.complexity import count_macs, count_parameters
@@ -113,12 +113,18 @@ def render_card(
         (
             f"PFLD {width:g}X (MobileNetV2 backbone, multi-scale head) for {spec['pfld.num_landmarks']} points "
             f"(`{spec['pfld.scheme']}`), {spec['pfld.input_size']} px crops (crop scale {spec['pfld.crop_scale']}), "
-            f"with its auxiliary head-pose net{'' if report['with_pose'] else ' (not exported: untrained)'}."
+            + (
+                "with its auxiliary head-pose net as an output."
+                if report["with_pose"]
+                else "without a pose output (no trained pose net)."
+            )
         ),
         "",
-        (
-            f"{cost['parameters']:,} parameters and {cost['macs'] / 1e6:.1f} M multiply-adds for the landmarks; "
-            f"with the pose output {cost['pose_parameters']:,} and {cost['pose_macs'] / 1e6:.1f} M."
+        f"{cost['parameters']:,} parameters and {cost['macs'] / 1e6:.1f} M multiply-adds for the landmarks"
+        + (
+            f"; with the pose output {cost['pose_parameters']:,} and {cost['pose_macs'] / 1e6:.1f} M."
+            if "pose_macs" in cost
+            else "."
         ),
         "",
         "## Use",
@@ -202,17 +208,17 @@ def render_card(
 
 
 def model_cost(checkpoint: Path) -> dict[str, int]:
-    """Parameters and multiply-adds of the exported model, without and with the pose net."""
+    """Parameters and multiply-adds of the exported landmark model and, when the checkpoint has a trained
+    pose net (exported with the pose output), of the model with it (``pose_*`` keys only then)."""
     landmarks, spec = load_checkpoint(checkpoint, with_pose=False)
-    model, _ = load_checkpoint(checkpoint, with_pose=True)
-    with_pose = LandmarksAndPose(model)  # the exported graph: the pose net runs in eval mode too
-    size = spec.input_size
-    return {
-        "parameters": count_parameters(landmarks),
-        "macs": count_macs(landmarks, size),
-        "pose_parameters": count_parameters(model),
-        "pose_macs": count_macs(with_pose, size),
-    }
+    cost = {"parameters": count_parameters(landmarks), "macs": count_macs(landmarks, spec.input_size)}
+    model, spec = load_checkpoint(checkpoint, with_pose=None)
+    if spec.with_pose:  # the exported graph: LandmarksAndPose runs the pose net in eval mode too
+        cost |= {
+            "pose_parameters": count_parameters(model),
+            "pose_macs": count_macs(LandmarksAndPose(model), spec.input_size),
+        }
+    return cost
 
 
 def make_zoo_entry(
@@ -225,8 +231,7 @@ def make_zoo_entry(
         work = Path(scratch)
         slim = slim_checkpoint(source, work / "model.ckpt", STORED_DTYPE)
         checkpoint = read_checkpoint(slim)
-        hparams = checkpoint["hyper_parameters"]
-        with_pose = bool(hparams["model"].get("auxiliary", True)) and pose_net_trained(hparams)
+        with_pose = has_trained_pose_net(checkpoint["hyper_parameters"])
         report = run_export(export_config(slim, work / "export", data, with_pose, list(overrides)))
         if not (report.get("gate") or {}).get("passed"):
             raise RuntimeError(f"{source}: the int8 model failed the export gate; nothing written to the zoo")

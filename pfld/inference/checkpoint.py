@@ -60,7 +60,7 @@ def load_checkpoint(checkpoint_path: str | Path, with_pose: bool | None = False)
         raise ValueError(f"{checkpoint_path}: not a pfld training checkpoint (no data hyper-parameters)")
     spec = ModelSpec.from_hparams(hparams["data"], where=str(checkpoint_path))
     if with_pose is None:
-        with_pose = bool(hparams["model"].get("auxiliary", True)) and pose_net_trained(hparams)
+        with_pose = has_trained_pose_net(hparams)
     elif with_pose:
         check_pose_net(hparams, Path(checkpoint_path))
     model_config = dict(hparams["model"], auxiliary=with_pose)
@@ -79,6 +79,11 @@ def load_checkpoint(checkpoint_path: str | Path, with_pose: bool | None = False)
 def pose_net_trained(hparams: dict[str, Any]) -> bool:
     """Whether the checkpoint's loss trained its auxiliary net (`pfld.losses.loss_trains_pose_net`)."""
     return loss_trains_pose_net(hparams.get("loss") or {})
+
+
+def has_trained_pose_net(hparams: dict[str, Any]) -> bool:
+    """Whether the checkpoint has a pose net and its loss trained it: what ``with_pose=None`` loads."""
+    return bool(hparams["model"].get("auxiliary", True)) and pose_net_trained(hparams)
 
 
 def check_pose_net(hparams: dict[str, Any], checkpoint_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Each folder holds ``model.ckpt`` (weights, stored as float16, and hyper-parameters, the auxiliary pose
 net included, no optimiser state: `slim_checkpoint`), ``model.onnx`` and ``model_int8.onnx`` (the export command's
-files) and ``MODEL_CARD.md`` (data, commands, figures). ``scripts/make_zoo.py`` writes a folder from a
+files) and ``MODEL_CARD.md`` (data, commands, figures). ``python -m export.zoo`` writes a folder from a
 training run. `zoo_model` finds a zoo file; ``predict.py`` uses the default one when no ``--model``
 is given, and ``init_from=pretrained/<name>/model.ckpt`` fine-tunes from a zoo checkpoint.
 """

@@ -110,3 +110,24 @@ def test_nothing_reaches_the_zoo_when_the_int8_gate_fails(
     monkeypatch.setattr("export.zoo.run_export", lambda cfg: {"gate": {"passed": False}})
     assert make_zoo([str(run), "--name", "bad-68", "--zoo", str(tmp_path / "zoo")]) == 1
     assert not (tmp_path / "zoo").exists()
+
+
+def test_a_model_without_a_trained_pose_net_is_costed_without_one(tmp_path: Path) -> None:
+    from export.zoo import model_cost
+    from pfld.training.module import PFLDModule
+    from tests.conftest import OLD_DATA_DESCRIPTION, save_module_checkpoint
+
+    costs = {}
+    for auxiliary in (True, False):
+        cfg = compose_train([f"model.auxiliary={str(auxiliary).lower()}"], tmp_path)
+        module = PFLDModule(cfg.model, cfg.loss, cfg.optimizer, OLD_DATA_DESCRIPTION, cfg.scheduler)
+        costs[auxiliary] = model_cost(save_module_checkpoint(module, tmp_path / f"{auxiliary}.ckpt"))
+    assert set(costs[False]) == {"parameters", "macs"}  # no pose net: nothing to cost, no error
+    assert (
+        costs[True]["parameters"] == costs[False]["parameters"]
+        and costs[True]["macs"] == costs[False]["macs"]
+    )
+    assert (
+        costs[True]["pose_macs"] > costs[True]["macs"]
+        and costs[True]["pose_parameters"] > costs[True]["parameters"]
+    )

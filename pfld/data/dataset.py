@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pfld.data.attributes import PoseThresholds, augmented_angles, class_memberships
-from pfld.data.cache import FaceCache
+from pfld.data.cache import PSEUDO, FaceCache
 from pfld.data.crop import to_unit
 from pfld.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from pfld.data.sampling import sample_seed
@@ -35,6 +35,9 @@ class LandmarkDataset(Dataset):
     teacher, teacher_visible: (K, 2) and (K,) like landmarks and visible, a teacher model's points for
         distillation, only when the faces carry them (`FaceCache.teacher`); the transform must then flip
         2K points (the teacher's after the K).
+    pseudo: (K,) bool, True where a point's label came from a model (`FaceCache.point_sources`), only
+        when the faces carry sources; renumbered with the points on a flip (the transform's
+        ``flip_permutation``), for a loss that weighs pseudo-labels differently (``pseudo_weight``).
     """
 
     def __init__(
@@ -101,6 +104,15 @@ class LandmarkDataset(Dataset):
             if pose_valid
             else np.zeros(3)
         )
+        extras = {}
+        if teacher is not None:
+            extras["teacher"] = torch.from_numpy(unit[k:])
+            extras["teacher_visible"] = torch.from_numpy(~np.isnan(out.points[k:, 0]))
+        if self.faces.point_sources is not None:
+            pseudo = self.faces.point_sources[index] == PSEUDO
+            if out.flipped:
+                pseudo = pseudo[self._flip_permutation(k)]
+            extras["pseudo"] = torch.from_numpy(pseudo & visible)
         return {
             "image": torch.from_numpy(out.image),
             "landmarks": torch.from_numpy(landmarks),
@@ -109,14 +121,22 @@ class LandmarkDataset(Dataset):
             "pose_valid": pose_valid,
             "classes": self.classes[index],
             "index": self.indices[index],
-        } | (
-            {}
-            if teacher is None
-            else {
-                "teacher": torch.from_numpy(unit[k:]),
-                "teacher_visible": torch.from_numpy(~np.isnan(out.points[k:, 0])),
-            }
-        )
+        } | extras
+
+    def _flip_permutation(self, k: int) -> np.ndarray:
+        """The transform's renumbering of the first ``k`` points on a flip."""
+        permutation = getattr(self.transform, "flip_permutation", None)
+        if permutation is None:
+            raise ValueError(
+                f"{type(self.transform).__name__} flipped a face but has no flip_permutation to renumber "
+                "its pseudo-label flags with"
+            )
+        permutation = np.asarray(permutation)[:k]
+        if len(permutation) != k or permutation.max() >= k:
+            raise ValueError(
+                f"the transform's flip_permutation does not renumber the {k} points among themselves"
+            )
+        return permutation
 
     def sources_of(self, indices: Sequence[int]) -> list[str]:
         """Where the faces at ``indices`` were annotated (file and line, or image), for messages."""

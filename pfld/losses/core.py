@@ -5,10 +5,12 @@ Conventions at this boundary: landmarks are ``(B, K, 2)``, x then y, in [0, 1] o
 Euler angles are ``(B, 3)`` yaw, pitch, roll in radians; class membership is ``(B, C)`` bool or {0, 1}
 float, columns in the order of `CLASS_NAMES` (a class the data set cannot tell is an all-zero column).
 
-Partially labelled faces: ``mask`` is ``(B, K)`` bool, True where a point is labelled. Targets at
-unlabelled points may hold any value, NaN included; they never reach the loss or its gradient (inputs
-are selected with ``torch.where`` before any arithmetic). The per-face sums over labelled points are
-rescaled by ``B * K / (labelled points in the batch)``, see `masked_point_sum`. ``pose_valid`` is
+Partially labelled faces: ``mask`` is ``(B, K)`` bool, True where a point is labelled, or ``(B, K)``
+float weights, 0 where a point is unlabelled (`point_weights`: pseudo-labelled points weighing less than
+annotated ones). Targets at unlabelled points may hold any value, NaN included; they never reach the
+loss or its gradient (inputs are selected with ``torch.where`` before any arithmetic). The per-face sums
+over labelled points are rescaled by ``B * K / (labelled points, or their weights, in the batch)``, see
+`masked_point_sum`. ``pose_valid`` is
 ``(B,)`` bool, False where the Euler angles could not be fitted, see `pfld_loss`.
 
 Every loss is an ``nn.Module`` with the same ``forward(pred, target, pred_angles=None,
@@ -140,7 +142,7 @@ def pfld_loss(
         pred, target: (B, K, 2) landmarks in [0, 1] of the crop.
         pred_angles, target_angles: (B, 3) yaw, pitch, roll in radians (not degrees).
         class_weights_per_sample: (B,) weights, see `class_weights`.
-        mask: (B, K) bool, True where a point is labelled; None means all are. See `masked_point_sum`.
+        mask: (B, K) bool, True where a point is labelled (or float weights); None means all are. See `masked_point_sum`.
         pose_valid: (B,) bool, True where ``target_angles`` is meaningful; None means all are.
 
     Returns:

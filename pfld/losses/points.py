@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pfld.losses.pose import _check_mask, pose_loss
+from pfld.losses.pose import pose_loss
 
 
 def _check_landmarks(pred: Tensor, target: Tensor) -> None:
@@ -18,18 +18,51 @@ def _check_landmarks(pred: Tensor, target: Tensor) -> None:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
 
 
+def _check_point_mask(mask: Tensor | None, shape: tuple[int, ...]) -> None:
+    """A point mask is (B, K) bool (True = labelled) or floating point weights (0 = unlabelled)."""
+    if mask is None:
+        return
+    if not (mask.dtype == torch.bool or mask.is_floating_point()) or tuple(mask.shape) != shape:
+        raise ValueError(
+            f"mask must be a bool or floating point tensor of shape {shape}, got {mask.dtype} "
+            f"{tuple(mask.shape)}"
+        )
+
+
+def _labelled(mask: Tensor) -> Tensor:
+    """(B, K) bool: where a point mask (bool, or weights) marks a point as labelled."""
+    return mask if mask.dtype == torch.bool else mask > 0
+
+
+def point_weights(visible: Tensor, pseudo: Tensor | None, pseudo_weight: float) -> Tensor:
+    """A float point mask for the losses: 1 at annotated points, ``pseudo_weight`` at pseudo-labelled ones
+    (``pseudo`` True, see `pfld.teacher.pseudo_label`), 0 where ``visible`` is False; (B, K) each."""
+    if pseudo_weight < 0:
+        raise ValueError(f"pseudo_weight must be >= 0, got {pseudo_weight}")
+    weights = visible.to(torch.float32)
+    if pseudo is None:
+        return weights
+    if pseudo.shape != visible.shape:
+        raise ValueError(
+            f"pseudo flags {tuple(pseudo.shape)} and visible {tuple(visible.shape)} differ in shape"
+        )
+    return torch.where(pseudo.to(weights.device), weights * pseudo_weight, weights)
+
+
 def _masked_difference(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
-    """``pred - target``, (B, K, 2), set to exactly 0 at unlabelled points (where ``mask`` is False).
+    """``pred - target``, (B, K, 2), set to exactly 0 at unlabelled points (where ``mask`` is False, or
+    its weight is 0).
 
     ``torch.where`` passes no gradient to the branch it does not select, so a NaN or garbage target at
     an unlabelled point yields a finite zero difference and a zero gradient, unlike multiplying by 0.
     """
     _check_landmarks(pred, target)
-    _check_mask(mask, tuple(pred.shape[:2]))
+    _check_point_mask(mask, tuple(pred.shape[:2]))
     difference = pred - target
     if mask is None:
         return difference
-    return torch.where(mask.to(pred.device).unsqueeze(-1), difference, torch.zeros_like(difference))
+    keep = _labelled(mask).to(pred.device).unsqueeze(-1)
+    return torch.where(keep, difference, torch.zeros_like(difference))
 
 
 def masked_point_sum(errors: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -37,28 +70,39 @@ def masked_point_sum(errors: Tensor, mask: Tensor | None = None) -> Tensor:
 
     Args:
         errors: (B, K) or (B, K, D) non-negative errors of each point (and coordinate).
-        mask: (B, K) bool, True where the point is labelled; None means every point is.
+        mask: (B, K) bool, True where the point is labelled; or (B, K) float weights, 0 where it is not
+            (`point_weights`: pseudo-labelled points weighing less than annotated ones); None means
+            every point is labelled, weight 1.
 
     Returns:
         (B,) ``s * sum over labelled k (and d) of errors[b, k]`` with ``s = B * K / n`` and ``n`` the
         number of labelled points in the whole batch. So every labelled point in the batch weighs the
         same, a face with few labels is not inflated to look like a full one, and with every point
-        labelled ``s == 1`` exactly and the result is the plain sum, bit for bit. A batch with no
-        labelled point gives zeros that are still connected to ``errors`` (a loss of 0, not NaN).
-        Unlabelled entries are dropped with ``torch.where``: exactly zero gradient, whatever their value.
+        labelled ``s == 1`` exactly and the result is the plain sum, bit for bit. With weights ``w``,
+        ``s * sum_k w[b, k] * errors[b, k]`` and ``n = sum w``: the weights shift the loss between
+        points, not its scale (weights all 1 give the bool mask's result). A batch with no labelled
+        point gives zeros that are still connected to ``errors`` (a loss of 0, not NaN). Unlabelled
+        entries are dropped with ``torch.where``: exactly zero gradient, whatever their value.
     """
     if errors.ndim < 2:
         raise ValueError(f"errors must be (B, K) or (B, K, D), got {tuple(errors.shape)}")
     b, k = errors.shape[:2]
-    _check_mask(mask, (b, k))
+    _check_point_mask(mask, (b, k))
     dims = tuple(range(1, errors.ndim))
     if mask is None:
         return errors.sum(dim=dims)
     mask = mask.to(errors.device)
-    keep = mask.reshape(b, k, *([1] * (errors.ndim - 2)))
-    kept = torch.where(keep, errors, torch.zeros_like(errors)).sum(dim=dims)  # (B,)
-    labelled = mask.sum().to(errors.dtype).clamp(min=1.0)
-    return kept * (torch.tensor(b * k, dtype=errors.dtype, device=errors.device) / labelled)
+    shape = (b, k, *([1] * (errors.ndim - 2)))
+    labelled = _labelled(mask)
+    keep = labelled.reshape(shape)
+    size = torch.tensor(b * k, dtype=errors.dtype, device=errors.device)
+    if mask.dtype == torch.bool:
+        kept = torch.where(keep, errors, torch.zeros_like(errors)).sum(dim=dims)  # (B,)
+        return kept * (size / mask.sum().to(errors.dtype).clamp(min=1.0))
+    weights = torch.where(labelled, mask, torch.zeros_like(mask)).to(errors.dtype)
+    kept = torch.where(keep, errors * weights.reshape(shape), torch.zeros_like(errors)).sum(dim=dims)
+    total = weights.sum().clamp(min=torch.finfo(errors.dtype).tiny)
+    return kept * (size / total)
 
 
 def l2_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -94,7 +138,7 @@ def wing_loss(
         pred, target: (B, K, 2) landmarks in [0, 1] of the crop.
         width, curvature: the paper's w and epsilon, in pixels.
         coordinate_scale: crop size in pixels that [0, 1] coordinates are multiplied by.
-        mask: (B, K) bool, True where a point is labelled; None means all are. See `masked_point_sum`.
+        mask: (B, K) bool, True where a point is labelled (or float weights); None means all are. See `masked_point_sum`.
 
     Returns:
         Scalar: summed over points and coordinates, mean over the batch.

@@ -158,6 +158,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         data=model_spec(datamodule).to_hparams(),
         channels_last=cfg.channels_last,
         distill_weight=cfg.get("distill_weight", 0.0),
+        pseudo_weight=cfg.get("pseudo_weight", 1.0),
     )
     module.set_derived_points(datamodule.derived.weights)  # faces of other schemes (pfld.data.mixed)
     if cfg.ckpt_path is None:

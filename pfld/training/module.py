@@ -16,7 +16,7 @@ from pfld.data.mixed import extend_points, extend_sigma
 from pfld.data.normalize import model_input
 from pfld.inference.spec import ModelSpec
 from pfld.losses import pose_loss
-from pfld.losses.points import l1_loss
+from pfld.losses.points import l1_loss, point_weights
 from pfld.metrics import NMEMetric, PoseErrorMetric, nme
 from pfld.models import PFLD
 from pfld.training.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
@@ -69,6 +69,9 @@ class PFLDModule(L.LightningModule):
             ("inter_ocular", "inter_pupil" or "box"; absent in older checkpoints: "inter_ocular") and,
             for a grey model, ``channels`` 1 (`pfld.inference.ModelSpec`).
         channels_last: run convolutions in NHWC (1.5x faster for PFLD's depthwise layers on CPU).
+        distill_weight: weight of an L1 loss towards a teacher's points, on batches that carry them.
+        pseudo_weight: weight of a pseudo-labelled point in the landmark loss (1 for an annotated one),
+            on batches that carry the flags (`pfld.losses.point_weights`).
 
     Validation logs ``val/loss``, ``val/nme``, ``val/failure_rate``, ``val/auc`` (and ``val/unscored``
     when faces could not be normalised) and, with the auxiliary net, the head-pose errors in degrees
@@ -87,8 +90,11 @@ class PFLDModule(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         channels_last: bool = True,
         distill_weight: float = 0.0,
+        pseudo_weight: float = 1.0,
     ) -> None:
         super().__init__()
+        if pseudo_weight < 0:
+            raise ValueError(f"pseudo_weight must be >= 0, got {pseudo_weight}")
         self.save_hyperparameters(
             {
                 "model": _plain(model),
@@ -98,6 +104,7 @@ class PFLDModule(L.LightningModule):
                 "data": _plain(data),
                 "channels_last": channels_last,
                 "distill_weight": float(distill_weight),
+                "pseudo_weight": float(pseudo_weight),
             },
             logger=False,  # train() logs the whole resolved config; this would overwrite its `data` entry
         )
@@ -209,13 +216,17 @@ class PFLDModule(L.LightningModule):
             extras["sigma"] = sigma
         if getattr(self.loss, "needs_angle_logits", False):
             extras["angle_logits"] = out.angle_logits
+        mask = batch["visible"]
+        pseudo_weight = self.hparams.get("pseudo_weight", 1.0)
+        if pseudo_weight != 1.0 and "pseudo" in batch:  # pseudo-labelled points weigh pseudo_weight
+            mask = point_weights(mask, batch["pseudo"], pseudo_weight)
         loss = self.loss(
             points,
             batch["landmarks"],
             out.angles,
             batch["angles"],
             batch["classes"],
-            mask=batch["visible"],
+            mask=mask,
             pose_valid=batch["pose_valid"],
             **extras,
         )

@@ -380,6 +380,61 @@ def test_train_shares_set_each_sources_share_of_the_batches(tmp_path, five, embe
         LandmarkDataModule(train=sources, scheme=IBUG, train_shares=[1])
 
 
+def _pseudo_labelled_faces(shapes: np.ndarray, five) -> FaceCache:
+    """68-point faces whose left jaw (points 0-7, the subject's right) is a model's, the rest annotated."""
+    from pfld.data.cache import ANNOTATED, PSEUDO
+
+    faces = five_point_faces(shapes, five)
+    sources = np.full((len(shapes), 68), ANNOTATED, np.uint8)
+    sources[:, :8] = PSEUDO
+    return replace(faces, landmarks=shapes.astype(np.float32), scheme="ibug68", point_sources=sources)
+
+
+def test_pseudo_label_flags_reach_the_batch_and_are_renumbered_with_the_points_on_a_flip(
+    five, embedded_shapes
+):
+    from pfld.data.dataset import LandmarkDataset
+
+    faces = _pseudo_labelled_faces(embedded_shapes[:4] * 0.5 + 20, five)
+    flip = IBUG.flip_permutation
+    for chance, expected in ((0.0, np.arange(68) < 8), (1.0, np.isin(np.arange(68), flip[:8]))):
+        transform = build_train_transform(112, flip, flip=chance, occlusion=0.0)
+        sample = LandmarkDataset(faces, transform, IBUG)[0]
+        assert sample["pseudo"].dtype == torch.bool
+        assert sample["pseudo"].numpy().tolist() == expected.tolist(), f"flip chance {chance}"
+    assert np.array_equal(flip[:8], np.arange(16, 8, -1)), "the subject's right jaw becomes the left"
+    plain = LandmarkDataset(replace(faces, point_sources=None), transform, IBUG)[0]
+    assert "pseudo" not in plain, "faces without sources give the batches they gave before"
+
+
+def test_pseudo_weight_weighs_pseudo_labelled_points_in_the_training_loss(tmp_path, five, embedded_shapes):
+    """pseudo_weight 0 trains on the annotated points alone; 1 (the default) weighs every point the same."""
+    from pfld.data.dataset import LandmarkDataset
+    from pfld.data.transforms import build_eval_transform
+    from pfld.training.module import PFLDModule
+    from tests.conftest import compose_train
+
+    faces = _pseudo_labelled_faces(embedded_shapes[:6] * 0.5 + 20, five)
+    dataset = LandmarkDataset(faces, build_eval_transform(112), IBUG)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
+    cfg = compose_train([], tmp_path)
+    description = {"input_size": 112, "crop_scale": 1.2, "mean": list(dataset.mean), "std": list(dataset.std),
+                   "scheme": "ibug68", "num_points": 68, "normalization": [36, 45]}  # fmt: skip
+    torch.manual_seed(0)
+    module = PFLDModule(cfg.model, cfg.loss, cfg.optimizer, description, pseudo_weight=0.0).eval()
+    batch = module.on_after_batch_transfer(batch, 0)
+    annotated_only = dict(batch, visible=batch["visible"] & ~batch["pseudo"])
+    with torch.no_grad():
+        zero = module.compute_loss(batch)[0]
+        module.hparams.pseudo_weight = 1.0
+        one, plain = module.compute_loss(batch)[0], module.compute_loss(annotated_only)[0]
+        without_flags = module.compute_loss({k: v for k, v in batch.items() if k != "pseudo"})[0]
+    torch.testing.assert_close(zero, plain)
+    assert torch.equal(one, without_flags) and not torch.allclose(one, zero)
+    with pytest.raises(ValueError, match="pseudo_weight"):
+        PFLDModule(cfg.model, cfg.loss, cfg.optimizer, description, pseudo_weight=-0.5)
+
+
 @pytest.mark.slow
 def test_distillation_adds_an_l1_loss_towards_the_teacher_points_a_pseudo_labelled_split_carries(
     tmp_path, tiny_checkpoint

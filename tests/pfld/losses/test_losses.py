@@ -12,6 +12,7 @@ from pfld.losses import (
     L1Loss,
     L2Loss,
     PFLDLoss,
+    PoseBalanceLoss,
     WingLoss,
     class_fractions_from_memberships,
     class_weights,
@@ -19,6 +20,7 @@ from pfld.losses import (
     l2_loss,
     masked_point_sum,
     pfld_loss,
+    point_weights,
     pose_loss,
     wing_loss,
 )
@@ -401,7 +403,7 @@ def test_bad_mask_or_pose_valid_raises() -> None:
     mask, pose_valid = _holes(24)
     for loss in _all_losses():
         with pytest.raises(ValueError, match="mask"):
-            loss(pred, target, pa, ta, classes, mask=mask.float())
+            loss(pred, target, pa, ta, classes, mask=mask.long())
         with pytest.raises(ValueError, match="mask"):
             loss(pred, target, pa, ta, classes, mask=mask[:, :-1])
     with pytest.raises(ValueError, match="pose_valid"):
@@ -495,3 +497,46 @@ def test_pose_weight_needs_angles_and_is_not_negative() -> None:
         WingLoss(pose_weight=-1.0)
     with pytest.raises(ValueError, match="pose_valid"):
         L1Loss(1.0)(pred, target, *_inputs(32)[2:4], pose_valid=torch.ones(B))
+
+
+def test_point_weights_shift_the_loss_between_points_not_its_scale() -> None:
+    """A float mask weighs each labelled point (pseudo-labels less than annotations): the per-face sums
+    are weighted and rescaled by B * K / (sum of the weights), so weights all 1 are the bool mask."""
+    errors = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]], dtype=torch.float64)
+    weights = torch.tensor([[1.0, 1.0, 0.5, 0.0], [1.0, 0.5, 1.0, 1.0]])
+    # face 0: 1 + 2 + 1.5 = 4.5; face 1: 5 + 3 + 7 + 8 = 23; weights sum to 6 over 8 points
+    assert masked_point_sum(errors, weights).tolist() == pytest.approx([4.5 * 8 / 6, 23.0 * 8 / 6], rel=1e-12)
+    pred, target, pa, ta, classes = _inputs(25)
+    mask, pose_valid = _holes(25)
+    for loss in [*_all_losses(), PoseBalanceLoss()]:
+        as_bool = loss(pred, target, pa, ta, classes, mask=mask, pose_valid=pose_valid)
+        as_ones = loss(pred, target, pa, ta, classes, mask=mask.float(), pose_valid=pose_valid)
+        assert torch.equal(as_ones, as_bool), loss
+
+
+def test_a_pseudo_point_at_weight_w_gets_w_times_the_gradient_and_weight_0_is_unlabelled() -> None:
+    pred, target, pa, ta, classes = _inputs(26)
+    visible, pose_valid = _holes(26)
+    pseudo = torch.zeros_like(visible)
+    pseudo[0, :2] = True  # two of face 0's labelled points are a model's
+    target[~visible] = float("nan")
+    pred[0, 2:4] = pred[0, :2]  # points 2, 3 (annotated) have the residuals of points 0, 1 (pseudo)
+    target[0, 2:4] = target[0, :2]
+    for loss in (L1Loss(), L2Loss(), PoseBalanceLoss()):
+        p = pred.clone().requires_grad_(True)
+        weights = point_weights(visible, pseudo, 0.25)
+        loss(p, target, pa, ta, classes, mask=weights, pose_valid=pose_valid).backward()
+        assert p.grad is not None and torch.isfinite(p.grad).all(), loss
+        torch.testing.assert_close(p.grad[0, :2], 0.25 * p.grad[0, 2:4]), loss
+        # weight 0: the same loss as leaving the pseudo-labelled points out of the mask
+        dropped = loss(pred, target, pa, ta, classes, mask=visible & ~pseudo, pose_valid=pose_valid)
+        zero = loss(
+            pred, target, pa, ta, classes, mask=point_weights(visible, pseudo, 0.0), pose_valid=pose_valid
+        )
+        torch.testing.assert_close(zero, dropped)
+    assert torch.equal(point_weights(visible, pseudo, 1.0), visible.float())
+    assert torch.equal(point_weights(visible, None, 0.5), visible.float())
+    with pytest.raises(ValueError, match="pseudo_weight"):
+        point_weights(visible, pseudo, -1.0)
+    with pytest.raises(ValueError, match="shape"):
+        point_weights(visible, pseudo[:, :-1], 0.5)

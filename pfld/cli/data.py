@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         required=True,
-        help="a training checkpoint; repeat for an ensemble",
+        help="a training checkpoint or an exported .onnx model; repeat for an ensemble",
     )
     pseudo.add_argument("--split", type=Path, required=True, help="a prepared split folder")
     pseudo.add_argument("--out", type=Path, required=True, help="folder of the pseudo-labelled split")

@@ -198,18 +198,17 @@ def pseudo_label_split(
     refine: int | None = None,
     keep_scheme: bool = False,
 ) -> dict[str, Any]:
-    """`pseudo_label` a prepared split with a checkpoint and write the result as a prepared split
+    """`pseudo_label` a prepared split with checkpoints or ONNX files and write the result as a prepared split
     (``out``) with ``pseudo_labels.json`` beside it; returns that summary."""
     import torch
 
     from pfld.cpu_budget import plan_cpu
     from pfld.data.schemes.mapping import read_mapping
-    from pfld.inference import TorchLandmarkModel
 
     # the cores other processes leave (a training run beside this one makes 2 threads 30x slower)
     torch.set_num_threads(plan_cpu(workers=0).threads)
     faces = load_faces(split)
-    models = [TorchLandmarkModel.from_checkpoint(c, with_pose=False) for c in checkpoints]
+    models = [_teacher_model(c) for c in checkpoints]
     for checkpoint, model in zip(checkpoints, models, strict=True):
         differ = sorted(k for k in _SAME_SPEC if getattr(model.spec, k) != getattr(models[0].spec, k))
         if differ:
@@ -239,3 +238,16 @@ def pseudo_label_split(
 
 
 __all__ = ["MANIFEST_FILE", "pseudo_label", "pseudo_label_split"]
+
+
+def _teacher_model(path: str | Path) -> LandmarkModel:
+    """A teacher: a training checkpoint (its landmark net; the pose net is not needed) or an exported ONNX
+    file (fp32 or int8, as `python -m export` writes it), by its suffix."""
+    from pfld.inference.models import OnnxLandmarkModel, TorchLandmarkModel, load_landmark_model
+
+    path = Path(path)
+    if path.suffix == ".ckpt" and path.is_file():
+        return TorchLandmarkModel.from_checkpoint(path, with_pose=False)
+    model = load_landmark_model(path)  # .onnx, or the error naming the file and what is expected
+    assert isinstance(model, OnnxLandmarkModel)
+    return model

@@ -480,6 +480,41 @@ def test_distillation_adds_an_l1_loss_towards_the_teacher_points_a_pseudo_labell
     assert metrics["val/nme"] == pytest.approx(metrics["val/nme_mean_shape"], rel=0.3)  # two steps
 
 
+@pytest.mark.slow
+def test_an_exported_onnx_model_teaches_like_its_checkpoint_alone_or_in_an_ensemble(tmp_path):
+    from pfld.cli.data import main as prepare_main
+    from pfld.data.store import load_faces
+    from pfld.inference.zoo import zoo_model
+
+    prepare_main(["csv", "--split", f"train={EMBEDDED / 'train.csv'}", "--out", str(tmp_path / "emb")])
+    split = tmp_path / "emb" / "train"
+    taught = {}
+    for name, models in {
+        "ckpt": [zoo_model(file="model.ckpt")],
+        "onnx": [zoo_model(file="model.onnx")],
+        "mixed": [zoo_model(file="model.onnx"), zoo_model(file="model.ckpt")],
+    }.items():
+        args = [a for m in models for a in ("--model", str(m))]
+        prepare_main(["pseudo-label", *args, "--split", str(split), "--out", str(tmp_path / name)])
+        taught[name] = load_faces(tmp_path / name).teacher
+    assert taught["ckpt"].shape[1:] == (68, 2)
+    np.testing.assert_allclose(taught["onnx"], taught["ckpt"], atol=0.01)  # pixels of the stored crop
+    np.testing.assert_allclose(taught["mixed"], taught["ckpt"], atol=0.01)
+    with pytest.raises(ValueError, match=r"model\.pt.*\.ckpt checkpoint or an \.onnx"):
+        (tmp_path / "model.pt").write_bytes(b"")
+        prepare_main(
+            [
+                "pseudo-label",
+                "--model",
+                str(tmp_path / "model.pt"),
+                "--split",
+                str(split),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+
+
 class ConstantPoints:
     """A `LandmarkModel` stub: the same (K, 2) unit points for every crop."""
 

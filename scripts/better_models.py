@@ -1,10 +1,13 @@
 """Turn the better-models study's runs into docs/better_models.md's table.
 
     python scripts/better_models.py logs/mixed [--doc docs/better_models.md --json docs/better_models.json]
+    python scripts/better_models.py logs/long --section long --doc docs/better_models.md --json docs/better_models.json
 
 Each run is a folder ``<row>_s<seed>`` with the ``metrics.json`` training wrote (see the commands in the
-document); rows are described by `ROWS`. Writes the table between the ``<!-- generated -->`` markers of
-the document (the hand-written text around them is kept) and the figures as JSON.
+document); rows are described by `ROWS`. Writes the table between the ``<!-- SECTION:start -->`` and
+``<!-- SECTION:end -->`` markers of the document (default section ``generated``; the hand-written text
+and the other sections are kept) and merges the figures into the JSON file (rows of other sections, whose
+run folders may be gone, are kept).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ sys.path.insert(0, str(ROOT))
 
 from pfld.training.ablation import Row, difference, rows_table
 
-START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 #: row -> (what it is, optimizer steps, the row it is compared with: same steps)
 ROWS: dict[str, tuple[str, int, str | None]] = {
     "base_e6": ("68-point faces only, 6 epochs", 474, None),
@@ -37,6 +39,18 @@ ROWS: dict[str, tuple[str, int, str | None]] = {
     "distill_e18": ("68-point faces + distillation from the teacher (weight 1), 18 epochs", 1422, "base_e18"),
     "pseudo_distill_e6": ("+ MTFL pseudo-labelled + distillation, 6 epochs", 1416, "base_e18"),
     "teacher_e40": ("the teacher: 68-point faces only, 40 epochs", 3160, None),
+    # the long budget (section "long"): the zoo's 0.25X and 1X as an ensemble teacher
+    "base_e40": ("68-point faces only, 40 epochs", 3160, None),
+    "pseudo_e13": (
+        "+ MTFL pseudo-labelled to 68 points by the zoo ensemble (9,954 kept), 13 epochs",
+        3055,
+        "base_e40",
+    ),
+    "distill_e40": (
+        "68-point faces + distillation from the zoo ensemble (weight 1), 40 epochs",
+        3160,
+        "base_e40",
+    ),
 }
 
 
@@ -88,17 +102,22 @@ def main() -> None:
     )
     parser.add_argument("runs", type=Path, help="folder of <row>_s<seed> run folders")
     parser.add_argument("--doc", type=Path, default=None, help="write the table into this document")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--json", type=Path, default=None, help="merge the figures into this file")
+    parser.add_argument("--section", default="generated", help="the document's markers to write between")
     args = parser.parse_args()
     table, summary = generated(collect(args.runs))
     print(table)
     if args.doc is not None:
+        start, end = f"<!-- {args.section}:start -->", f"<!-- {args.section}:end -->"
         text = args.doc.read_text()
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        args.doc.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+        if start not in text or end not in text:
+            raise SystemExit(f"{args.doc}: no {start} ... {end} markers to write the table between")
+        head, _, rest = text.partition(start)
+        _, _, tail = rest.partition(end)
+        args.doc.write_text(f"{head}{start}\n{table}\n{end}{tail}")
     if args.json is not None:
-        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+        kept = json.loads(args.json.read_text()) if args.json.is_file() else {}
+        args.json.write_text(json.dumps(kept | summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":

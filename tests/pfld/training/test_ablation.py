@@ -144,3 +144,28 @@ def test_size_width_report_joins_costs_keeps_earlier_cells_and_marks_the_pareto_
         "128x0.5",
     }
     assert (tmp_path / "fig.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_better_models_report_writes_its_section_and_keeps_the_other_rows(tmp_path):
+    for row, seed, nme in (("base_e40", 1, 0.066), ("base_e40", 2, 0.068), ("distill_e40", 1, 0.064)):
+        folder = tmp_path / "long" / f"{row}_s{seed}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"val/nme": nme, "val/nme_profile": 0.12}))
+    (tmp_path / "long" / "notes").mkdir()  # not a run: ignored
+    doc, figures = tmp_path / "doc.md", tmp_path / "figures.json"
+    doc.write_text(
+        "a\n<!-- generated:start -->\nshort\n<!-- generated:end -->\nb\n<!-- long:start -->\nold\n<!-- long:end -->\nc\n"
+    )
+    figures.write_text(json.dumps({"base_e6": {"nme_mean": 0.0958}}))
+    command = [sys.executable, str(ROOT / "scripts" / "better_models.py"), str(tmp_path / "long")]
+    options = ["--section", "long", "--doc", str(doc), "--json", str(figures)]
+    subprocess.run(command + options, check=True, capture_output=True, text=True)
+    text = doc.read_text()
+    assert "short" in text and "old" not in text and text.endswith("<!-- long:end -->\nc\n")
+    assert "| `distill_e40` | 68-point faces + distillation" in text and "-0.0030 (-4.5 %)" in text
+    kept = json.loads(figures.read_text())
+    assert set(kept) == {"base_e6", "base_e40", "distill_e40"} and kept["base_e40"]["seeds"] == [1, 2]
+    failed = subprocess.run(
+        command + ["--section", "nowhere", "--doc", str(doc)], check=False, capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "no <!-- nowhere:start -->" in failed.stderr

@@ -29,6 +29,7 @@ from pfld.training.ablation import (
     row_descriptions,
     rows_table,
     study_summary,
+    write_section,
 )
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
@@ -119,12 +120,8 @@ def main() -> None:
     if args.rescore:
         rescore_sweeps(args.sweeps)
     section, summary = generated_section(args.sweeps, args.figures.resolve(), args.doc.resolve().parent)
-    text = args.doc.read_text() if args.doc.is_file() else f"# Ablations\n\n{START}\n{END}\n"
-    if START not in text or END not in text:
-        raise SystemExit(f"{args.doc}: no {START} ... {END} markers to write the tables between")
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    args.doc.write_text(f"{head}{START}\n{section}\n{END}{tail}")
+    new_doc = None if args.doc.is_file() else f"# Ablations\n\n{START}\n{END}\n"
+    write_section(args.doc, "generated", section, new_doc)
     args.json.write_text(json.dumps(summary, indent=1) + "\n")
     print(section)
     print(f"\nwrote {args.doc}, {args.json} and {args.figures}/ablation_*.png")

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pfld.training.ablation import Row, difference, rows_table
+from pfld.training.ablation import Row, difference, rows_table, write_section
 
 #: row -> (what it is, optimizer steps, the row it is compared with: same steps)
 ROWS: dict[str, tuple[str, int, str | None]] = {
@@ -108,13 +108,7 @@ def main() -> None:
     table, summary = generated(collect(args.runs))
     print(table)
     if args.doc is not None:
-        start, end = f"<!-- {args.section}:start -->", f"<!-- {args.section}:end -->"
-        text = args.doc.read_text()
-        if start not in text or end not in text:
-            raise SystemExit(f"{args.doc}: no {start} ... {end} markers to write the table between")
-        head, _, rest = text.partition(start)
-        _, _, tail = rest.partition(end)
-        args.doc.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+        write_section(args.doc, args.section, table)
     if args.json is not None:
         kept = json.loads(args.json.read_text()) if args.json.is_file() else {}
         args.json.write_text(json.dumps(kept | summary, indent=1) + "\n")

@@ -22,9 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pfld.training.ablation import collect_rows, rescore_sweeps
+from pfld.training.ablation import collect_rows, rescore_sweeps, write_section
 
-START, END = "<!-- size_width:start -->", "<!-- size_width:end -->"
 KEYS = ("val/nme", "val/nme_yaw_over_15", "val/nme_profile", "val/pose_mae")
 SIZE, WIDTH = "data.input_size=", "model.backbone.width="
 
@@ -154,11 +153,7 @@ def main() -> None:
     args.cells.write_text(json.dumps({"cells": cells}, indent=1) + "\n")
     plot(cells, costs, args.figure)
     section = table(cells, costs) + f"\n\n![NME against cost]({args.figure.relative_to(args.doc.parent)})"
-    text = args.doc.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{args.doc}: no {START} ... {END} markers to write the table between")
-    head, rest = text.split(START, 1)
-    args.doc.write_text(f"{head}{START}\n{section}\n{END}{rest.split(END, 1)[1]}")
+    write_section(args.doc, "size_width", section)
     print(section)
     print(f"\nwrote {args.doc}, {args.cells} and {args.figure}")
 

@@ -118,15 +118,19 @@ class OnnxLandmarkModel:
         return results[OUTPUT_NAME], None if pose is None else np.deg2rad(pose)
 
 
-def load_landmark_model(path: str | Path, threads: int | None = None) -> LandmarkModel:
-    """A `.ckpt` training checkpoint or an exported `.onnx` file, by its suffix."""
+def load_landmark_model(
+    path: str | Path, threads: int | None = None, with_pose: bool | None = None
+) -> LandmarkModel:
+    """A `.ckpt` training checkpoint or an exported `.onnx` file, by its suffix. ``with_pose``: a
+    checkpoint's pose net (`TorchLandmarkModel.from_checkpoint`); an ONNX file has what it was exported
+    with."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model not found (a .ckpt checkpoint or an exported .onnx file)")
     if path.suffix == ".onnx":
         return OnnxLandmarkModel(path, threads)
     if path.suffix == ".ckpt":
-        return TorchLandmarkModel.from_checkpoint(path, threads=threads)
+        return TorchLandmarkModel.from_checkpoint(path, with_pose=with_pose, threads=threads)
     raise ValueError(f"{path}: expected a .ckpt checkpoint or an .onnx model, got {path.suffix!r}")
 
 

@@ -204,11 +204,13 @@ def pseudo_label_split(
 
     from pfld.cpu_budget import plan_cpu
     from pfld.data.schemes.mapping import read_mapping
+    from pfld.inference.models import load_landmark_model
 
     # the cores other processes leave (a training run beside this one makes 2 threads 30x slower)
     torch.set_num_threads(plan_cpu(workers=0).threads)
     faces = load_faces(split)
-    models = [_teacher_model(c) for c in checkpoints]
+    # checkpoints or exported ONNX files; the landmarks only (a checkpoint's pose net is not needed)
+    models = [load_landmark_model(c, with_pose=False) for c in checkpoints]
     for checkpoint, model in zip(checkpoints, models, strict=True):
         differ = sorted(k for k in _SAME_SPEC if getattr(model.spec, k) != getattr(models[0].spec, k))
         if differ:
@@ -238,16 +240,3 @@ def pseudo_label_split(
 
 
 __all__ = ["MANIFEST_FILE", "pseudo_label", "pseudo_label_split"]
-
-
-def _teacher_model(path: str | Path) -> LandmarkModel:
-    """A teacher: a training checkpoint (its landmark net; the pose net is not needed) or an exported ONNX
-    file (fp32 or int8, as `python -m export` writes it), by its suffix."""
-    from pfld.inference.models import OnnxLandmarkModel, TorchLandmarkModel, load_landmark_model
-
-    path = Path(path)
-    if path.suffix == ".ckpt" and path.is_file():
-        return TorchLandmarkModel.from_checkpoint(path, with_pose=False)
-    model = load_landmark_model(path)  # .onnx, or the error naming the file and what is expected
-    assert isinstance(model, OnnxLandmarkModel)
-    return model

@@ -298,3 +298,20 @@ def rescore_sweeps(sweeps: Sequence[str | Path]) -> None:
             scores = rescore_run(checkpoint, loaders[key])
             (folder / RESCORE_FILE).write_text(json.dumps(scores, indent=1) + "\n")
             print(f"{folder}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if "nme" in k))
+
+
+def write_section(doc: str | Path, name: str, body: str, text: str | None = None) -> None:
+    """Write ``body`` between the ``<!-- name:start -->`` and ``<!-- name:end -->`` markers of ``doc``
+    (of ``text`` when given, e.g. a new document's), keeping everything around them. A report script's
+    generated tables live there; the hand-written text and the other sections are kept.
+
+    Raises:
+        SystemExit: the markers are missing, naming the document and the markers.
+    """
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    doc = Path(doc)
+    text = doc.read_text() if text is None else text
+    if start not in text or end not in text:
+        raise SystemExit(f"{doc}: no {start} ... {end} markers to write the table between")
+    head, rest = text.split(start, 1)
+    doc.write_text(f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}")

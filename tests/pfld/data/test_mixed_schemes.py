@@ -407,21 +407,28 @@ def test_pseudo_label_flags_reach_the_batch_and_are_renumbered_with_the_points_o
     assert "pseudo" not in plain, "faces without sources give the batches they gave before"
 
 
+def _ibug_module(tmp_path, data, **options):
+    """The default config's PFLDModule for 68-point faces with ``data``'s mean and std, seeded, in eval
+    mode; ``options`` are PFLDModule's keyword arguments (distill_weight, pseudo_weight)."""
+    from pfld.training.module import PFLDModule
+    from tests.conftest import compose_train
+
+    cfg = compose_train([], tmp_path)
+    description = {"input_size": 112, "crop_scale": 1.2, "mean": list(data.mean), "std": list(data.std),
+                   "scheme": "ibug68", "num_points": 68, "normalization": [36, 45]}  # fmt: skip
+    torch.manual_seed(0)
+    return PFLDModule(cfg.model, cfg.loss, cfg.optimizer, description, **options).eval()
+
+
 def test_pseudo_weight_weighs_pseudo_labelled_points_in_the_training_loss(tmp_path, five, embedded_shapes):
     """pseudo_weight 0 trains on the annotated points alone; 1 (the default) weighs every point the same."""
     from pfld.data.dataset import LandmarkDataset
     from pfld.data.transforms import build_eval_transform
-    from pfld.training.module import PFLDModule
-    from tests.conftest import compose_train
 
     faces = _pseudo_labelled_faces(embedded_shapes[:6] * 0.5 + 20, five)
     dataset = LandmarkDataset(faces, build_eval_transform(112), IBUG)
     batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
-    cfg = compose_train([], tmp_path)
-    description = {"input_size": 112, "crop_scale": 1.2, "mean": list(dataset.mean), "std": list(dataset.std),
-                   "scheme": "ibug68", "num_points": 68, "normalization": [36, 45]}  # fmt: skip
-    torch.manual_seed(0)
-    module = PFLDModule(cfg.model, cfg.loss, cfg.optimizer, description, pseudo_weight=0.0).eval()
+    module = _ibug_module(tmp_path, dataset, pseudo_weight=0.0)
     batch = module.on_after_batch_transfer(batch, 0)
     annotated_only = dict(batch, visible=batch["visible"] & ~batch["pseudo"])
     with torch.no_grad():
@@ -432,7 +439,7 @@ def test_pseudo_weight_weighs_pseudo_labelled_points_in_the_training_loss(tmp_pa
     torch.testing.assert_close(zero, plain)
     assert torch.equal(one, without_flags) and not torch.allclose(one, zero)
     with pytest.raises(ValueError, match="pseudo_weight"):
-        PFLDModule(cfg.model, cfg.loss, cfg.optimizer, description, pseudo_weight=-0.5)
+        _ibug_module(tmp_path, dataset, pseudo_weight=-0.5)
 
 
 @pytest.mark.slow
@@ -446,7 +453,6 @@ def test_distillation_adds_an_l1_loss_towards_the_teacher_points_a_pseudo_labell
     from pfld.data.store import load_faces
     from pfld.losses.points import l1_loss
     from pfld.training.loop import train
-    from pfld.training.module import PFLDModule
     from tests.conftest import TINY_TRAINING, compose_train
 
     prepare_main(["csv", "--split", f"train={EMBEDDED / 'train.csv'}", "--out", str(tmp_path / "emb")])
@@ -464,11 +470,7 @@ def test_distillation_adds_an_l1_loss_towards_the_teacher_points_a_pseudo_labell
     data.setup()
     batch = next(iter(data.train_dataloader()))
     assert batch["teacher"].shape == batch["landmarks"].shape and batch["teacher_visible"].all()
-    cfg = compose_train([], tmp_path)
-    description = {"input_size": 112, "crop_scale": 1.2, "mean": list(data.mean), "std": list(data.std),
-                   "scheme": "ibug68", "num_points": 68, "normalization": [36, 45]}  # fmt: skip
-    torch.manual_seed(0)
-    module = PFLDModule(cfg.model, cfg.loss, cfg.optimizer, description, distill_weight=0.5).eval()
+    module = _ibug_module(tmp_path, data, distill_weight=0.5)
     batch = module.on_after_batch_transfer(batch, 0)
     with_teacher, landmarks, _ = module.compute_loss(batch)
     module.hparams.distill_weight = 0.0

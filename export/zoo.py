@@ -11,10 +11,13 @@ per face class, pose MAE, sizes, latencies and the data's licence), all generate
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from pfld.inference.checkpoint import has_trained_pose_net, load_checkpoint, rea
 from pfld.inference.zoo import ZOO, slim_checkpoint
 from pfld.io.atomic import atomic_write_text
 from pfld.models.complexity import count_macs, count_parameters
+from pfld.teacher.pseudo_label import MANIFEST_FILE, pseudo_label_command
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The zoo's weights are stored rounded to float16 (half the checkpoint; the zoo stays under 20 MB); the
@@ -43,6 +47,98 @@ SOURCES = {
     ),
     "mtfl5": "MTFL (Zhang et al., CUHK; LFW and web photos): research use only",
 }
+#: How each prepared data folder is made from ../shared/data (the card's first commands).
+PREPARE = {
+    "shared300w": "bash scripts/prepare_shared.sh",
+    "ytf68": "bash scripts/prepare_shared.sh",
+    "mtfl5": "python -m data mtfl --root ../shared/data/mtfl5",
+}
+
+
+@dataclass(frozen=True)
+class TrainFolder:
+    """One training folder of a run as the card names it (``data/...``), where it is, and the
+    ``pseudo_labels.json`` manifest when a teacher labelled it."""
+
+    name: str
+    path: Path
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def source(self) -> str:
+        """The prepared folder its faces come from (``mtfl5`` for a pseudo-labelled MTFL split)."""
+        if self.manifest is None:
+            return self.name.split("/")[1] if self.name.startswith("data/") else self.name
+        split = Path(self.manifest["split"])
+        return split.parent.name if split.name in ("train", "test", "val") else split.name
+
+
+def train_folders(run: Path) -> list[TrainFolder]:
+    """The run's training folders (its ``.hydra/config.yaml``), with their pseudo-label manifests."""
+    config = OmegaConf.load(run / ".hydra" / "config.yaml")
+    splits = OmegaConf.to_container(config.data.train, resolve=False)
+    data_dir = OmegaConf.select(config, "paths.data_dir", default=None, throw_on_resolution_failure=False)
+    data_dir = Path(str(data_dir)) if data_dir and Path(str(data_dir)).is_dir() else ROOT / "data"
+    folders = []
+    for split in splits:
+        name = str(split.get("folder", split)).replace("${paths.data_dir}", "data")
+        path = data_dir / name.removeprefix("data/") if name.startswith("data/") else Path(name)
+        manifest = path / MANIFEST_FILE
+        folders.append(
+            TrainFolder(name, path, json.loads(manifest.read_text()) if manifest.is_file() else None)
+        )
+    return folders
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, check=False)
+
+
+def committed_version(path: Path, sha256: str) -> str | None:
+    """The short hash of the newest commit in which ``path`` (under the repository) held the bytes whose
+    SHA-256 is ``sha256``; None when no commit did (or there is no git)."""
+    if not path.is_relative_to(ROOT):
+        return None
+    relative = path.relative_to(ROOT).as_posix()
+    try:
+        commits = _git("log", "--format=%h", "--", relative).stdout.decode().split()
+        for commit in commits:
+            blob = _git("show", f"{commit}:{relative}")
+            if blob.returncode == 0 and hashlib.sha256(blob.stdout).hexdigest() == sha256:
+                return commit
+    except OSError:  # no git
+        return None
+    return None
+
+
+def teacher_lines(folder: TrainFolder) -> tuple[str, list[str]]:
+    """A pseudo-labelled folder's card bullet and the commands that remake it: each teacher file pinned
+    to the commit that holds its exact bytes and restored from it (a zoo model may since have been
+    replaced by this very student)."""
+    manifest = folder.manifest or {}
+    digests = manifest.get("checkpoint_sha256") or [None] * len(manifest["checkpoints"])
+    named, restore, models = [], [], []
+    for path, digest in zip(map(Path, manifest["checkpoints"]), digests, strict=True):
+        shown = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+        commit = committed_version(path, digest) if digest else None
+        if commit:
+            named.append(f"`{shown}` of commit {commit}")
+            models.append(f"teacher-{path.parent.name}{path.suffix}")
+            restore.append(f"git show {commit}:{shown} > {models[-1]}")
+        else:
+            why = f"sha256 {digest[:12]}, in no commit" if digest else "its version was not recorded"
+            named.append(f"`{shown}` ({why})")
+            models.append(shown)
+    source = Path(manifest["split"])
+    source = source.relative_to(ROOT).as_posix() if source.is_relative_to(ROOT) else str(source)
+    teachers = named[0] if len(named) == 1 else f"an ensemble of {len(named)}: " + ", ".join(named)
+    bullet = (
+        f"- `{folder.name}`: {manifest['kept']:,} of the {manifest['faces']:,} faces of `{source}` "
+        f"({manifest['dropped']} dropped: their annotated points lay on average more than "
+        f"{manifest['threshold']:g} inter-ocular distances from the teacher's), the points they lack "
+        f"pseudo-labelled by {teachers}."
+    )
+    return bullet, [*restore, pseudo_label_command(manifest, folder.path, models, ROOT)]
 
 
 def best_checkpoint(run: Path) -> Path:
@@ -103,8 +199,10 @@ def render_card(
     hparams = checkpoint["hyper_parameters"]
     spec, model = report["metadata"], hparams["model"]
     width = float(model.get("backbone", {}).get("width", 1.0))
-    splits = OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml").data.train, resolve=False)
-    train = [str(split.get("folder", split)).replace("${paths.data_dir}", "data") for split in splits]
+    folders = train_folders(run)
+    train = [folder.name for folder in folders]
+    taught = [teacher_lines(folder) for folder in folders if folder.manifest is not None]
+    prepare = list(dict.fromkeys(PREPARE[f.source] for f in folders if f.source in PREPARE))
     gate = report["gate"]
     trained = json.loads((run / "metrics.json").read_text())["val/nme"]
     lines = [
@@ -145,13 +243,15 @@ def render_card(
             f"- Data: trained on {', '.join(f'`{t}`' for t in train)}, validated on "
             f"{report['faces']} faces of `data={data}` (300W AFW: other photos and other people)."
         ),
+        *(bullet for bullet, _ in taught),
         (
             f"- Trained {checkpoint.get('epoch', 0) + 1} epochs (best validation epoch; "
             f"{checkpoint.get('global_step', '?')} steps):"
         ),
         "",
         "```bash",
-        "bash scripts/prepare_shared.sh",
+        *prepare,
+        *(command for _, commands in taught for command in commands),
         train_command(run),
         f"python -m export.zoo <run folder> --name {name} --data {data}",
         "```",
@@ -193,9 +293,11 @@ def render_card(
     if report["with_pose"]:
         lines += ["", "Head pose (yaw, pitch, roll against the annotation's fit), MAE in degrees:", ""]
         lines += [pose_table(report)]
-    folders = sorted({folder.split("/")[1] for folder in train if "/" in folder})
+    sources = sorted({folder.source for folder in folders})
     lines += ["", "## Licence", "", "The weights were trained on:", ""]
-    lines += [f"- {SOURCES.get(folder, f'`data/{folder}`: see its source')}" for folder in folders]
+    lines += [f"- {SOURCES.get(source, f'`data/{source}`: see its source')}" for source in sources]
+    if taught:
+        lines += ["", "and on points predicted by the teachers above: their own data's terms apply too."]
     lines += [
         "",
         (

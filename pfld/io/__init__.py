@@ -1,1 +1,1 @@
-"""Files in and out: atomic writes (`atomic`) and image files (`images`)."""
+"""Files in and out: atomic writes (`atomic`), image files (`images`) and content digests (`digest`)."""

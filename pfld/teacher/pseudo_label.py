@@ -53,6 +53,7 @@ from pfld.evaluation.predictions import predict
 from pfld.inference.crops import refined_landmarks
 from pfld.inference.models import LandmarkModel
 from pfld.io.atomic import atomic_write_text
+from pfld.io.digest import sha256_file
 
 MANIFEST_FILE = "pseudo_labels.json"
 #: `ModelSpec` entries the checkpoints of an ensemble must share.
@@ -229,6 +230,10 @@ def pseudo_label_split(
     summary |= {
         "split": str(Path(split).resolve()),
         "checkpoints": [str(Path(c).resolve()) for c in checkpoints],
+        # which files exactly: a zoo model may be replaced by a student of its own pseudo-labels
+        "checkpoint_sha256": [sha256_file(c) for c in checkpoints],
+        "mapping": str(Path(mapping).resolve()) if mapping is not None else None,
+        "keep_scheme": keep_scheme,
     }
     atomic_write_text(out / MANIFEST_FILE, json.dumps(summary, indent=2) + "\n")
     print(
@@ -239,4 +244,31 @@ def pseudo_label_split(
     return summary
 
 
-__all__ = ["MANIFEST_FILE", "pseudo_label", "pseudo_label_split"]
+def pseudo_label_command(
+    manifest: dict[str, Any], out: str | Path, models: Sequence[str] | None = None, root: Path | None = None
+) -> str:
+    """The ``python -m data pseudo-label ...`` that wrote split ``out`` with ``manifest`` (its
+    ``pseudo_labels.json``), paths relative to ``root`` where they lie under it; ``models`` replaces the
+    manifest's model paths (say, teacher files restored from git)."""
+
+    def shown(path: str | Path) -> str:
+        path = Path(path)
+        if root is not None and path.is_absolute() and path.is_relative_to(root):
+            return str(path.relative_to(root))
+        return str(path)
+
+    words = ["python -m data pseudo-label"]
+    words += [f"--model {shown(m)}" for m in (models if models is not None else manifest["checkpoints"])]
+    words += [f"--split {shown(manifest['split'])}", f"--out {shown(Path(out).resolve())}"]
+    if manifest.get("threshold", 0.1) != 0.1:
+        words.append(f"--threshold {manifest['threshold']:g}")
+    if manifest.get("mapping"):
+        words.append(f"--mapping {shown(manifest['mapping'])}")
+    if manifest.get("refine") is not None:  # the passes it made (its default depends on the crops)
+        words.append(f"--refine {manifest['refine']}")
+    if manifest.get("keep_scheme"):
+        words.append("--keep-scheme")
+    return " ".join(words)
+
+
+__all__ = ["MANIFEST_FILE", "pseudo_label", "pseudo_label_command", "pseudo_label_split"]

@@ -61,8 +61,9 @@ def test_each_zoo_file_is_its_checkpoints_model(name: str, crops: np.ndarray) ->
     assert card.startswith(f"# {name}\n") and "## Licence" in card and "research use" in card
 
 
-def _fake_run(folder: Path, checkpoint: Path) -> Path:
-    """A run folder as `train.py` leaves one: metrics.json naming its best checkpoint, .hydra/."""
+def _fake_run(folder: Path, checkpoint: Path, taught: Path | None = None, teachers: list[Path] = ()) -> Path:
+    """A run folder as `train.py` leaves one: metrics.json naming its best checkpoint, .hydra/; with
+    ``taught`` (its data folder), one of its training folders is MTFL pseudo-labelled by ``teachers``."""
     (folder / "checkpoints").mkdir(parents=True)
     shutil.copyfile(checkpoint, folder / "checkpoints" / "epoch009-nme0.0600.ckpt")
     metrics = {"best_checkpoint": "/elsewhere/checkpoints/epoch009-nme0.0600.ckpt", "val/nme": 0.06}
@@ -74,12 +75,30 @@ def _fake_run(folder: Path, checkpoint: Path) -> Path:
     (folder / ".hydra" / "config.yaml").write_text(
         "data:\n  train:\n  - folder: ${paths.data_dir}/shared300w/train\n  - folder: ${paths.data_dir}/ytf68/train\n"
     )
+    if taught is not None:
+        from pfld.io.digest import sha256_file
+        from pfld.teacher.pseudo_label import MANIFEST_FILE
+
+        (folder / ".hydra" / "config.yaml").write_text(
+            f"paths:\n  data_dir: {taught}\ndata:\n  train:\n  - folder: ${{paths.data_dir}}/shared300w/train\n"
+            "  - folder: ${paths.data_dir}/teacher/mtfl5\n"
+        )
+        (taught / "teacher" / "mtfl5").mkdir(parents=True)
+        manifest = {
+            "faces": 10000, "kept": 9954, "dropped": 46, "threshold": 0.1, "refine": 0,
+            "split": str(taught / "mtfl5" / "train"),
+            "checkpoints": [str(t) for t in teachers],
+            "checkpoint_sha256": [sha256_file(t) for t in teachers],
+            "mapping": None, "keep_scheme": False,
+        }  # fmt: skip
+        (taught / "teacher" / "mtfl5" / MANIFEST_FILE).write_text(json.dumps(manifest))
     return folder
 
 
 @pytest.mark.slow
 def test_a_run_becomes_a_zoo_folder_with_its_card(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    run = _fake_run(tmp_path / "run", ZOO / "pfld-1x-68" / "model.ckpt")
+    teacher = ZOO / "pfld-1x-68" / "model.ckpt"
+    run = _fake_run(tmp_path / "run", teacher, taught=tmp_path / "data", teachers=[teacher])
     overrides = ["latency.runs=3", "latency.warmup=1", "latency.sessions=1", "quantize.calibration_images=32"]
     assert (
         make_zoo(
@@ -95,9 +114,11 @@ def test_a_run_becomes_a_zoo_folder_with_its_card(tmp_path: Path, capsys: pytest
     }
     card = (folder / "MODEL_CARD.md").read_text()
     assert "python train.py experiment=shared model=pfld_1x\n" in card  # threads and folders left out
-    assert (
-        "`data/shared300w/train`, `data/ytf68/train`" in card and "YouTube Faces" in card and "300W" in card
-    )
+    assert "`data/shared300w/train`, `data/teacher/mtfl5`" in card and "9,954 of the 10,000 faces" in card
+    # how the faces were prepared and pseudo-labelled, and whose terms apply
+    assert "bash scripts/prepare_shared.sh\npython -m data mtfl --root ../shared/data/mtfl5\n" in card
+    assert "python -m data pseudo-label --model " in card and "--out " in card
+    assert "300W" in card and "MTFL" in card and "teachers above" in card
     assert "with the pose output" in card and "| ONNX int8 (arm) | model_int8.onnx |" in card
     assert "0.0600 with the run's float32 weights" in card
     assert "wrote " in capsys.readouterr().out
@@ -130,4 +151,43 @@ def test_a_model_without_a_trained_pose_net_is_costed_without_one(tmp_path: Path
     assert (
         costs[True]["pose_macs"] > costs[True]["macs"]
         and costs[True]["pose_parameters"] > costs[True]["parameters"]
+    )
+
+
+def test_a_card_pins_the_teachers_of_pseudo_labelled_faces_to_their_commit(tmp_path: Path) -> None:
+    import subprocess
+
+    from export.zoo import ROOT, teacher_lines, train_folders
+    from pfld.cli.data import build_parser
+
+    zoo_file = ZOO / "pfld-0.25x-68" / "model.ckpt"
+    log = ["git", "log", "-1", "--format=%h", "--", str(zoo_file.relative_to(ROOT))]
+    commit = subprocess.run(log, cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "--", str(zoo_file)], cwd=ROOT, check=False).returncode
+    if not commit or dirty:
+        pytest.skip("the zoo's 0.25X checkpoint is not a committed file here (no git, or changed)")
+    elsewhere = tmp_path / "elsewhere.ckpt"
+    elsewhere.write_bytes(b"a teacher in no commit")
+    run = _fake_run(tmp_path / "run", zoo_file, taught=tmp_path / "data", teachers=[zoo_file, elsewhere])
+    data = tmp_path / "data"
+    folders = train_folders(run)
+    assert [(f.name, f.source, f.manifest is not None) for f in folders] == [
+        ("data/shared300w/train", "shared300w", False),
+        ("data/teacher/mtfl5", "mtfl5", True),
+    ]
+    bullet, commands = teacher_lines(folders[1])
+    assert "9,954 of the 10,000 faces" in bullet and "46 dropped" in bullet
+    assert f"`pretrained/pfld-0.25x-68/model.ckpt` of commit {commit}" in bullet
+    assert "in no commit" in bullet  # a teacher git does not hold is named, not pinned
+    assert (
+        commands[0] == f"git show {commit}:pretrained/pfld-0.25x-68/model.ckpt > teacher-pfld-0.25x-68.ckpt"
+    )
+    # the remade command is one the CLI accepts, with the teachers restored from git
+    args = build_parser().parse_args(commands[-1].split()[3:])
+    assert args.model == [Path("teacher-pfld-0.25x-68.ckpt"), elsewhere]
+    assert (args.split, args.out, args.threshold, args.refine) == (
+        data / "mtfl5" / "train",
+        data / "teacher" / "mtfl5",
+        0.1,
+        0,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -347,6 +348,13 @@ def test_pseudo_labels_fill_the_missing_points_keep_the_annotated_ones_and_drop_
     args = ["pseudo-label", "--model", str(tiny_checkpoint), "--split", str(split), "--out", str(out)]
     summary = prepare_main([*args, "--threshold", "1000"])
     assert summary["kept"] == 12 and summary["dropped"] == 0
+    # the manifest names the teacher by its bytes (a zoo file may later be replaced by its student)
+    from pfld.io.digest import sha256_file
+    from pfld.teacher.pseudo_label import MANIFEST_FILE
+
+    assert json.loads((out / MANIFEST_FILE).read_text())["checkpoint_sha256"] == [
+        sha256_file(tiny_checkpoint)
+    ]
     faces, original = load_faces(out), load_faces(split)
     assert faces.scheme == "ibug68" and faces.num_points == 68 and not np.isnan(faces.landmarks).any()
     assert (faces.point_sources[:, [30, 48, 54]] == ANNOTATED).all()

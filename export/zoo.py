@@ -80,9 +80,15 @@ def train_folders(run: Path) -> list[TrainFolder]:
     data_dir = OmegaConf.select(config, "paths.data_dir", default=None, throw_on_resolution_failure=False)
     data_dir = Path(str(data_dir)) if data_dir and Path(str(data_dir)).is_dir() else ROOT / "data"
     folders = []
-    for split in splits:
-        name = str(split.get("folder", split)).replace("${paths.data_dir}", "data")
-        path = data_dir / name.removeprefix("data/") if name.startswith("data/") else Path(name)
+    for index, split in enumerate(splits):
+        raw = str(split.get("folder", split))
+        # the folder as the run resolved it (${paths.teacher_dir}/... too), named under data/ when it is there
+        folder = OmegaConf.select(config, f"data.train[{index}].folder", throw_on_resolution_failure=False)
+        path = Path(str(folder)) if folder else Path(raw.replace("${paths.data_dir}", str(data_dir)))
+        if path.resolve().is_relative_to(data_dir.resolve()):
+            name = (Path("data") / path.resolve().relative_to(data_dir.resolve())).as_posix()
+        else:
+            name = raw.replace("${paths.data_dir}", "data")
         manifest = path / MANIFEST_FILE
         folders.append(
             TrainFolder(name, path, json.loads(manifest.read_text()) if manifest.is_file() else None)

@@ -80,8 +80,8 @@ def _fake_run(folder: Path, checkpoint: Path, taught: Path | None = None, teache
         from pfld.teacher.pseudo_label import MANIFEST_FILE
 
         (folder / ".hydra" / "config.yaml").write_text(
-            f"paths:\n  data_dir: {taught}\ndata:\n  train:\n  - folder: ${{paths.data_dir}}/shared300w/train\n"
-            "  - folder: ${paths.data_dir}/teacher/mtfl5\n"
+            f"paths:\n  data_dir: {taught}\n  teacher_dir: ${{paths.data_dir}}/teacher\n"
+            "data:\n  train:\n  - folder: ${paths.data_dir}/shared300w/train\n  - folder: ${paths.teacher_dir}/mtfl5\n"
         )
         (taught / "teacher" / "mtfl5").mkdir(parents=True)
         manifest = {

@@ -56,3 +56,15 @@ def test_width_and_size_overrides_reach_the_model(tmp_path):
     cfg = compose_train(["model.backbone.width=1.0", "data.input_size=96"], tmp_path)
     model = instantiate(cfg.model)
     assert model.input_size == 96 and model.backbone.width == 1.0
+
+
+def test_pseudo_labelled_splits_live_under_paths_teacher_dir(tmp_path):
+    """Splits labelled by different teachers sit side by side: data=shared_pseudo / shared_taught read
+    paths.teacher_dir (default data/teacher)."""
+    cfg = compose_train(["data=shared_taught_pseudo"], tmp_path)
+    default = [str(split.folder) for split in cfg.data.train]
+    assert default[-1] == f"{cfg.paths.data_dir}/teacher/mtfl5"
+    moved = compose_train(["data=shared_taught_pseudo", f"paths.teacher_dir={tmp_path}/b"], tmp_path)
+    assert [str(split.folder) for split in moved.data.train] == [
+        f.replace(f"{cfg.paths.data_dir}/teacher", f"{tmp_path}/b") for f in default
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -51,6 +52,9 @@ class PFLD(nn.Module):
         auxiliary: build the auxiliary pose net (training only; drop it with `without_auxiliary`).
         pose_bins, pose_bin_width: None for the paper's pose net regressing three angles, or Hopenet's
             binned classification (66 bins of 3 degrees), see `AuxiliaryPoseNet`.
+        pose_channels: the `AuxiliaryPoseNet`'s widths (conv1/conv2, conv3, conv4, fc1), the paper's
+            (128, 32, 128, 32) by default; narrower ones make a training step cheaper (the net is
+            training-only, so inference never pays for it either way).
         pose_from: where the pose net reads: "stride4" (the paper's auxiliary net on the 28x28
             features, `AuxiliaryPoseNet`) or "head" (`HeadPose`: one Linear from the landmark head's
             pooled S1/S2/S3 features to the three angles, an output beside the landmarks that costs
@@ -73,6 +77,7 @@ class PFLD(nn.Module):
         pose_bin_width: float = 3.0,
         pose_from: str = "stride4",
         uncertainty: bool = False,
+        pose_channels: Sequence[int] = (128, 32, 128, 32),
     ) -> None:
         super().__init__()
         bad_size = isinstance(input_size, bool) or not isinstance(input_size, int)
@@ -106,7 +111,11 @@ class PFLD(nn.Module):
             self.auxiliary = HeadPose(self.head.fc.in_features)
         elif auxiliary:
             self.auxiliary = AuxiliaryPoseNet(
-                backbone.auxiliary_channels, input_size, bins=pose_bins, bin_width=pose_bin_width
+                backbone.auxiliary_channels,
+                input_size,
+                channels=tuple(int(c) for c in pose_channels),
+                bins=pose_bins,
+                bin_width=pose_bin_width,
             )
         self.uncertainty: nn.Linear | None = (
             nn.Linear(self.head.fc.in_features, num_points * 2) if uncertainty else None

@@ -68,3 +68,29 @@ def test_pseudo_labelled_splits_live_under_paths_teacher_dir(tmp_path):
     assert [str(split.folder) for split in moved.data.train] == [
         f.replace(f"{cfg.paths.data_dir}/teacher", f"{tmp_path}/b") for f in default
     ]
+
+
+def test_the_pose_nets_widths_are_a_setting(tmp_path):
+    """model.pose_channels sizes the training-only auxiliary net (the paper's by default)."""
+    import torch
+
+    default = instantiate(compose_train([], tmp_path).model)
+    narrow = instantiate(compose_train(["model.pose_channels=[32,16,32,16]"], tmp_path).model)
+    widths = [m.out_channels for m in narrow.auxiliary.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [32, 32, 16, 32]
+    assert [m.out_channels for m in default.auxiliary.modules() if isinstance(m, torch.nn.Conv2d)] == [
+        128,
+        128,
+        32,
+        128,
+    ]
+    assert (
+        sum(p.numel() for p in narrow.auxiliary.parameters())
+        < sum(p.numel() for p in default.auxiliary.parameters()) / 4
+    )
+    narrow.train()
+    points, angles = narrow(torch.rand(2, 3, 112, 112))
+    assert points.shape == (2, 68, 2) and angles.shape == (2, 3)
+    assert sum(p.numel() for p in narrow.backbone.parameters()) == sum(
+        p.numel() for p in default.backbone.parameters()
+    )

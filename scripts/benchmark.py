@@ -1,7 +1,7 @@
 """Training speed on this machine: does the model wait for its data? Prints markdown tables.
 
     python scripts/benchmark.py [--data data/ytf68/train] [--json speed.json] [--widths 0.25 1.0]
-                                [--busy 1] [--precision 32-true bf16-mixed]
+                                [--busy 1] [--precision 32-true bf16-mixed] [OVERRIDE ...]
 
 For each PFLD width, with the default config (`conf/train.yaml`: loss, optimiser, schedule, batch 64,
 112 px, 68 points) on a prepared split (``--data``) or the embedded sample:
@@ -69,9 +69,12 @@ def timed(function: Callable[[], object], repeats: int, warmup: int = 2) -> floa
     return sorted(times)[len(times) // 2]
 
 
-def config(width: float, data: Path | None, batch: int, precision: str, device: str) -> DictConfig:
-    """`conf/train.yaml` as `train.py` composes it, for ``width`` on ``data`` (a prepared split)."""
-    overrides = [f"model.backbone.width={width}", f"data.batch_size={batch}", "logger=none"]
+def config(
+    width: float, data: Path | None, batch: int, precision: str, device: str, extra: list[str] = ()
+) -> DictConfig:
+    """`conf/train.yaml` as `train.py` composes it, for ``width`` on ``data`` (a prepared split), with the
+    ``extra`` overrides (e.g. ``model.pose_channels=[32,16,32,16]``)."""
+    overrides = [f"model.backbone.width={width}", f"data.batch_size={batch}", "logger=none", *extra]
     if device == "cuda":
         overrides.append("trainer=gpu")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -223,6 +226,9 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=0, help="busy processes beside the benchmark")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "overrides", nargs="*", help="train config overrides, e.g. model.pose_channels=[32,16,32,16]"
+    )
     args = parser.parse_args()
 
     busy = start_busy(args.busy)
@@ -235,10 +241,11 @@ def main() -> None:
             "busy_processes": args.busy,
             "data": str(args.data or "embedded sample"),
             "batch": args.batch,
+            "overrides": args.overrides,
         }
         print(f"{results['machine']}\nplan: {plan.describe()}\n")
         for width in args.widths:
-            cfg = config(width, args.data, args.batch, args.precision[0], args.device)
+            cfg = config(width, args.data, args.batch, args.precision[0], args.device, args.overrides)
             datamodule, module = build(cfg, plan)
             batch = next(iter(datamodule.train_dataloader()))
             rounds: dict[str, list[float]] = {}
@@ -264,7 +271,8 @@ def main() -> None:
             os.kill(pid, signal.SIGKILL)
 
     widths = [str(w) for w in args.widths]
-    print(f"\ndata: {results['data']}, batch {args.batch}, {plan.describe()}\n")
+    settings = f", {' '.join(args.overrides)}" if args.overrides else ""
+    print(f"\ndata: {results['data']}, batch {args.batch}{settings}, {plan.describe()}\n")
     print("| measurement | " + " | ".join(f"PFLD {w}X" for w in widths) + " |")
     print("|---|" + "---:|" * len(widths))
     labels = {

@@ -225,6 +225,9 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["32-true"], help="also bf16-mixed")
     parser.add_argument("--busy", type=int, default=0, help="busy processes beside the benchmark")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="the step's threads (default: what train.py would choose)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument(
         "overrides", nargs="*", help="train config overrides, e.g. model.pose_channels=[32,16,32,16]"
@@ -233,7 +236,7 @@ def main() -> None:
 
     busy = start_busy(args.busy)
     try:
-        plan = plan_cpu("cpu" if args.device == "cpu" else "gpu")
+        plan = plan_cpu("cpu" if args.device == "cpu" else "gpu", threads=args.threads or "auto")
         torch.set_num_threads(plan.threads)
         results: dict[str, Any] = {
             "machine": machine(),

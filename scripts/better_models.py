@@ -51,6 +51,17 @@ ROWS: dict[str, tuple[str, int, str | None]] = {
         3160,
         "base_e40",
     ),
+    "pseudow05_e13": (
+        "as pseudo_e13, the pseudo-labelled points weighing 0.5 (pseudo_weight)",
+        3055,
+        "pseudo_e13",
+    ),
+    # the zoo's budget (section "zoo"): its 68-point-only 0.25X trained 120 epochs, 9,480 steps
+    "pseudo_e40": (
+        "+ MTFL pseudo-labelled to 68 points by the zoo ensemble (9,954 kept), 40 epochs",
+        9400,
+        None,
+    ),
 }
 
 

@@ -157,7 +157,7 @@ def test_a_model_without_a_trained_pose_net_is_costed_without_one(tmp_path: Path
 def test_a_card_pins_the_teachers_of_pseudo_labelled_faces_to_their_commit(tmp_path: Path) -> None:
     import subprocess
 
-    from export.zoo import ROOT, teacher_lines, train_folders
+    from export.provenance import ROOT, teacher_lines, train_folders
     from pfld.cli.data import build_parser
 
     zoo_file = ZOO / "pfld-0.25x-68" / "model.ckpt"

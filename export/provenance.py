@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from pfld.io.paths import shown_path
 from pfld.teacher.pseudo_label import MANIFEST_FILE, pseudo_label_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +104,7 @@ def teacher_lines(folder: TrainFolder) -> tuple[str, list[str]]:
     digests = manifest.get("checkpoint_sha256") or [None] * len(manifest["checkpoints"])
     named, restore, models = [], [], []
     for path, digest in zip(map(Path, manifest["checkpoints"]), digests, strict=True):
-        shown = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+        shown = shown_path(path, ROOT)
         commit = committed_version(path, digest) if digest else None
         if commit:
             named.append(f"`{shown}` of commit {commit}")
@@ -113,8 +114,7 @@ def teacher_lines(folder: TrainFolder) -> tuple[str, list[str]]:
             why = f"sha256 {digest[:12]}, in no commit" if digest else "its version was not recorded"
             named.append(f"`{shown}` ({why})")
             models.append(shown)
-    source = Path(manifest["split"])
-    source = source.relative_to(ROOT).as_posix() if source.is_relative_to(ROOT) else str(source)
+    source = shown_path(manifest["split"], ROOT)
     teachers = named[0] if len(named) == 1 else f"an ensemble of {len(named)}: " + ", ".join(named)
     bullet = (
         f"- `{folder.name}`: {manifest['kept']:,} of the {manifest['faces']:,} faces of `{source}` "

@@ -45,6 +45,7 @@ from pfld.data.readers.kaggle import (
 from pfld.data.schemes import available_schemes, load_scheme
 from pfld.data.schemes.mapping import load_mapping
 from pfld.data.store import load_faces
+from pfld.teacher import DROP_THRESHOLD
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 KAGGLE_IMAGES = ".kaggle_images"  # Kaggle's images as files while they are prepared, under --out
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     pseudo.add_argument(
         "--threshold",
         type=float,
-        default=0.1,
+        default=DROP_THRESHOLD,
         help="drop faces whose annotated points the model misses by more than this (mean distance over "
         "the predicted inter-ocular distance)",
     )

@@ -1,1 +1,2 @@
-"""Files in and out: atomic writes (`atomic`), image files (`images`) and content digests (`digest`)."""
+"""Files in and out: atomic writes (`atomic`), image files (`images`), content digests (`digest`) and
+paths as a person reads them (`paths`)."""

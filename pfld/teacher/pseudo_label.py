@@ -54,6 +54,8 @@ from pfld.inference.crops import refined_landmarks
 from pfld.inference.models import LandmarkModel
 from pfld.io.atomic import atomic_write_text
 from pfld.io.digest import sha256_file
+from pfld.io.paths import shown_path
+from pfld.teacher import DROP_THRESHOLD
 
 MANIFEST_FILE = "pseudo_labels.json"
 #: `ModelSpec` entries the checkpoints of an ensemble must share.
@@ -193,7 +195,7 @@ def pseudo_label_split(
     split: str | Path,
     checkpoints: Sequence[str | Path],
     out: str | Path,
-    threshold: float = 0.1,
+    threshold: float = DROP_THRESHOLD,
     mapping: str | Path | None = None,
     thresholds: PoseThresholds = PoseThresholds(),
     refine: int | None = None,
@@ -252,15 +254,12 @@ def pseudo_label_command(
     manifest's model paths (say, teacher files restored from git)."""
 
     def shown(path: str | Path) -> str:
-        path = Path(path)
-        if root is not None and path.is_absolute() and path.is_relative_to(root):
-            return str(path.relative_to(root))
-        return str(path)
+        return shown_path(path, root)
 
     words = ["python -m data pseudo-label"]
     words += [f"--model {shown(m)}" for m in (models if models is not None else manifest["checkpoints"])]
     words += [f"--split {shown(manifest['split'])}", f"--out {shown(Path(out).resolve())}"]
-    if manifest.get("threshold", 0.1) != 0.1:
+    if manifest.get("threshold", DROP_THRESHOLD) != DROP_THRESHOLD:
         words.append(f"--threshold {manifest['threshold']:g}")
     if manifest.get("mapping"):
         words.append(f"--mapping {shown(manifest['mapping'])}")

@@ -191,3 +191,18 @@ def test_a_card_pins_the_teachers_of_pseudo_labelled_faces_to_their_commit(tmp_p
         0.1,
         0,
     )
+
+
+def test_the_remade_pseudo_label_command_keeps_a_threshold_other_than_the_default(tmp_path: Path) -> None:
+    from pfld.cli.data import build_parser
+    from pfld.teacher import DROP_THRESHOLD
+    from pfld.teacher.pseudo_label import pseudo_label_command
+
+    outside = tmp_path.parent / "elsewhere.ckpt"  # not under the root: shown as it is
+    manifest = {"checkpoints": [str(tmp_path / "t.ckpt"), str(outside)], "split": str(tmp_path / "mtfl5")}
+    for threshold, written in ((DROP_THRESHOLD, False), (0.25, True)):
+        command = pseudo_label_command({**manifest, "threshold": threshold}, tmp_path / "out", root=tmp_path)
+        assert ("--threshold" in command) == written
+        args = build_parser().parse_args(command.split()[3:])
+        assert args.model == [Path("t.ckpt"), outside] and args.split == Path("mtfl5")
+        assert (args.out, args.threshold) == (Path("out"), threshold)

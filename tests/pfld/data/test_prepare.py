@@ -207,3 +207,28 @@ def test_python_m_data_runs_from_the_repository_root(tmp_path):
         "common": 2,
         "challenging": 2,
     }
+
+
+def test_a_split_is_cut_in_two_without_an_identity_on_both_sides(tmp_path):
+    import sys
+
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from split_by_identity import split_folder
+
+    prepare_main(["300w", "--root", str(FIXTURES / "300w"), "--out", str(tmp_path)])
+    whole = load_faces(tmp_path / "train")
+    rest, held = tmp_path / "rest", tmp_path / "held"
+    counts = split_folder(tmp_path / "train", (rest, held), 0.5, seed=0)
+    rest_faces, held_faces = load_faces(rest), load_faces(held)
+    assert counts[str(rest)] + counts[str(held)] == len(whole) == len(rest_faces) + len(held_faces)
+    assert not set(rest_faces.identities.tolist()) & set(held_faces.identities.tolist())
+    # every face is kept whole: its image and points are those of the same face in the split
+    for part in (rest_faces, held_faces):
+        for i, source in enumerate(part.sources):
+            j = whole.sources.tolist().index(source)
+            assert np.array_equal(part.images[i], whole.images[j])
+            assert np.allclose(part.landmarks[i], whole.landmarks[j], equal_nan=True)
+    with pytest.raises(ValueError, match="would overwrite"):
+        split_folder(tmp_path / "train", (tmp_path / "train", held), 0.5, seed=0)

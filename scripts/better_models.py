@@ -2,9 +2,11 @@
 
     python scripts/better_models.py logs/mixed [--doc docs/better_models.md --json docs/better_models.json]
     python scripts/better_models.py logs/long --section long --doc docs/better_models.md --json docs/better_models.json
+    python scripts/better_models.py logs/finalfit --section final_fit --doc docs/better_models.md ...
+    python scripts/better_models.py logs/long --rows base_e40 posenarrow_e40 --section pose_net --doc docs/training.md
 
-Each run is a folder ``<row>_s<seed>`` with the ``metrics.json`` training wrote (see the commands in the
-document); rows are described by `ROWS`. Writes the table between the ``<!-- SECTION:start -->`` and
+Each run is a folder ``<row>_s<seed>`` with the ``metrics.json`` training wrote or ``evaluate.py``'s report
+(see the commands in the document); rows are described by `ROWS`. Writes the table between the ``<!-- SECTION:start -->`` and
 ``<!-- SECTION:end -->`` markers of the document (default section ``generated``; the hand-written text
 and the other sections are kept) and merges the figures into the JSON file (rows of other sections, whose
 run folders may be gone, are kept).
@@ -56,16 +58,48 @@ ROWS: dict[str, tuple[str, int, str | None]] = {
         3055,
         "pseudo_e13",
     ),
+    "posenarrow_e40": (
+        "68-point faces only, a narrow pose net (model.pose_channels=[32,16,32,16]), 40 epochs",
+        3160,
+        "base_e40",
+    ),
     # the zoo's budget (section "zoo"): its 68-point-only 0.25X trained 120 epochs, 9,480 steps
     "pseudo_e40": (
         "+ MTFL pseudo-labelled to 68 points by the zoo ensemble (9,954 kept), 40 epochs",
         9400,
         None,
     ),
+    # the final-fit check (section "final_fit"): last checkpoints scored with evaluate.py on the half of
+    # AFW that no run trained on (data=final_fit_check)
+    "held_base_e40": ("68-point faces only, 40 epochs (the base_e40 runs)", 3160, None),
+    "held_finalfit_e40": (
+        "+ the other half of AFW (153 faces) in the training set, as a final fit adds AFW",
+        3160,
+        "held_base_e40",
+    ),
 }
 
 
+def as_validation(metrics: dict) -> dict:
+    """A run's figures under the training log's names (``val/nme`` ...): a training run's
+    ``metrics.json`` as it is, an ``evaluate.py`` report's (``nme``, ``by_group`` ...) renamed."""
+    if "val/nme" in metrics or "nme" not in metrics:
+        return metrics
+    named = {
+        "val/nme": metrics["nme"],
+        "val/failure_rate": metrics["failure_rate"],
+        "val/auc": metrics["auc"],
+    }
+    named |= {f"val/nme_{group}": v["nme"] for group, v in metrics.get("by_group", {}).items()}
+    pose = metrics.get("pose_mae_deg") or {}
+    if all(axis in pose for axis in ("yaw", "pitch", "roll")):
+        named["val/pose_mae"] = sum(pose[axis] for axis in ("yaw", "pitch", "roll")) / 3
+    return named
+
+
 def collect(folder: Path) -> dict[str, Row]:
+    """Rows of the ``<row>_s<seed>`` folders in ``folder`` that hold a ``metrics.json`` (a training run's
+    or an ``evaluate.py`` report's)."""
     rows: dict[str, Row] = {}
     for run in sorted(folder.iterdir()):
         match = re.fullmatch(r"(.+)_s(\d+)", run.name)
@@ -74,7 +108,7 @@ def collect(folder: Path) -> dict[str, Row]:
             continue
         row = rows.setdefault(match[1], Row(match[1]))
         row.seeds.append(int(match[2]))
-        row.metrics.append(json.loads(metrics.read_text()))
+        row.metrics.append(as_validation(json.loads(metrics.read_text())))
     return rows
 
 
@@ -115,8 +149,12 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=None, help="write the table into this document")
     parser.add_argument("--json", type=Path, default=None, help="merge the figures into this file")
     parser.add_argument("--section", default="generated", help="the document's markers to write between")
+    parser.add_argument("--rows", nargs="+", default=None, help="only these rows (default: every row found)")
     args = parser.parse_args()
-    table, summary = generated(collect(args.runs))
+    rows = collect(args.runs)
+    if args.rows is not None:
+        rows = {name: rows[name] for name in args.rows if name in rows}
+    table, summary = generated(rows)
     print(table)
     if args.doc is not None:
         write_section(args.doc, args.section, table)

@@ -169,3 +169,24 @@ def test_better_models_report_writes_its_section_and_keeps_the_other_rows(tmp_pa
         command + ["--section", "nowhere", "--doc", str(doc)], check=False, capture_output=True, text=True
     )
     assert failed.returncode != 0 and "no <!-- nowhere:start -->" in failed.stderr
+
+
+def test_better_models_reads_evaluate_reports_and_keeps_only_the_rows_asked_for(tmp_path):
+    report = {  # evaluate.py's metrics.json
+        "nme": 0.07,
+        "failure_rate": 0.1,
+        "auc": 0.35,
+        "by_group": {"all": {"nme": 0.07, "faces": 9}, "profile": {"nme": 0.13, "faces": 2}},
+        "pose_mae_deg": {"yaw": 2.0, "pitch": 4.0, "roll": 3.0, "faces": 9},
+    }
+    for row, seed in (("held_base_e40", 1), ("held_finalfit_e40", 1), ("base_e40", 1)):
+        folder = tmp_path / "runs" / f"{row}_s{seed}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(report))
+    command = [sys.executable, str(ROOT / "scripts" / "better_models.py"), str(tmp_path / "runs")]
+    printed = subprocess.run(
+        command + ["--rows", "held_base_e40", "held_finalfit_e40"], check=True, capture_output=True, text=True
+    ).stdout
+    assert "| `held_finalfit_e40` | 1 | 0.0700 | 10.0 | 0.350 | - | 0.1300 |" in printed
+    assert "| 3.00 |" in printed  # the pose MAE: the mean of the three angles' errors
+    assert "`base_e40`" not in printed and "+0.0000 (+0.0 %)" in printed

@@ -1,6 +1,6 @@
-"""Where a zoo model's training faces came from, for its card: the run's training folders, the data's
-sources and licences, and for pseudo-labelled folders the teachers (pinned to the commit holding their
-bytes) and the commands that remake them."""
+"""Where a zoo model's training faces came from, for its card: the run's training folders and command, the
+data's sources and licences, and for pseudo-labelled folders the teachers (pinned to the commit holding
+their bytes) and the commands that remake them."""
 
 from __future__ import annotations
 
@@ -75,6 +75,14 @@ def train_folders(run: Path) -> list[TrainFolder]:
     return folders
 
 
+def train_command(run: Path) -> str:
+    """The ``python train.py ...`` that made the run, from its ``.hydra/overrides.yaml`` (the settings that
+    only pick threads, workers or folders are left out: they do not change the model)."""
+    overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
+    local = ("cpu.threads=", "data.num_workers=", "hydra.", "logger=", "tags=")
+    return "python train.py " + " ".join(str(o) for o in overrides if not str(o).startswith(local))
+
+
 def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, check=False)
 
@@ -125,4 +133,12 @@ def teacher_lines(folder: TrainFolder) -> tuple[str, list[str]]:
     return bullet, [*restore, pseudo_label_command(manifest, folder.path, models, ROOT)]
 
 
-__all__ = ["PREPARE", "SOURCES", "TrainFolder", "committed_version", "teacher_lines", "train_folders"]
+__all__ = [
+    "PREPARE",
+    "SOURCES",
+    "TrainFolder",
+    "committed_version",
+    "teacher_lines",
+    "train_command",
+    "train_folders",
+]

@@ -6,6 +6,11 @@ its pose net; the int8 gate must pass) and ``MODEL_CARD.md`` (the data, the exac
 per face class, pose MAE, sizes, latencies and the data's licence), all generated:
 
     python -m export.zoo logs/zoo/pfld-0.25x-68 --name pfld-0.25x-68 --data shared
+
+A final fit (``experiment=final_fit``: every face, AFW included) names the run its settings and epochs were
+chosen on: ``--validated-by logs/zoo/pfld-0.25x-68``. Its last checkpoint is exported (no held-out faces
+to pick an epoch by), and the card quotes that run's AFW figures as the model's accuracy; the export's
+own figures on AFW are then training-set figures, kept for the int8 / fp32 comparison only.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from omegaconf import OmegaConf, open_dict
 
 from export.command import FP32_NAME, INT8_NAME, run_export
 from export.onnx_export import LandmarksAndPose
-from export.provenance import PREPARE, SOURCES, teacher_lines, train_folders
+from export.provenance import PREPARE, SOURCES, teacher_lines, train_command, train_folders
 from export.report import model_table, pose_table
 from pfld.inference.checkpoint import has_trained_pose_net, load_checkpoint, read_checkpoint
 from pfld.inference.zoo import ZOO, slim_checkpoint
@@ -35,6 +40,56 @@ ROOT = Path(__file__).resolve().parents[1]
 #: ONNX files are exported from the rounded weights, so every file of a folder is the same model.
 STORED_DTYPE = torch.float16
 GROUPS = ("all", "frontal", "profile", "head_up", "head_down")
+
+
+def last_checkpoint(run: Path) -> Path:
+    """A final fit's checkpoint: the end of its schedule (``checkpoints/last.ckpt``)."""
+    last = run / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise FileNotFoundError(
+            f"{last}: a final fit is exported from its last checkpoint, which is not there"
+        )
+    return last
+
+
+def validation_lines(run: Path) -> list[str]:
+    """The card's accuracy of a final fit: the AFW figures of ``run``, the run its recipe was chosen on
+    (its ``metrics.json``), and how it was trained."""
+    from pfld.training.ablation import COLUMNS
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    seed = OmegaConf.load(run / ".hydra" / "config.yaml").get("seed", "?")
+    shown = [
+        (key, title, f"{metrics[key] * (100 if pct else 1):.{d}f}")
+        for key, title, d, pct in COLUMNS
+        if key in metrics
+    ]
+    table = "\n".join(
+        [
+            "| run | " + " | ".join(title for _, title, _ in shown) + " |",
+            "|---|" + "---:|" * len(shown),
+            f"| before the fit, seed {seed} | " + " | ".join(value for _, _, value in shown) + " |",
+        ]
+    )
+    return [
+        (
+            "This model trained on the validation faces too (a final fit), so its own figures on them mean "
+            "little. Its accuracy is that of the run its settings and epochs were chosen on, the same recipe "
+            "with those faces held out:"
+        ),
+        "",
+        "```bash",
+        train_command(run),
+        "```",
+        "",
+        table,
+        "",
+        (
+            "The tables after it are the final fit's own, on faces it trained on: they compare its PyTorch, "
+            "ONNX fp32 and int8 forms with one another, not with other models."
+        ),
+        "",
+    ]
 
 
 def best_checkpoint(run: Path) -> Path:
@@ -67,14 +122,6 @@ def export_config(checkpoint: Path, out: Path, data: str, with_pose: bool, overr
     return cfg
 
 
-def train_command(run: Path) -> str:
-    """The ``python train.py ...`` that made the run, from its ``.hydra/overrides.yaml`` (the settings that
-    only pick threads, workers or folders are left out: they do not change the model)."""
-    overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
-    local = ("cpu.threads=", "data.num_workers=", "hydra.", "logger=", "tags=")
-    return "python train.py " + " ".join(str(o) for o in overrides if not str(o).startswith(local))
-
-
 def group_table(report: dict[str, Any]) -> str:
     """NME by face class (the validation set's groups), PyTorch / fp32 / int8."""
     lines = ["| class | faces | PyTorch | ONNX fp32 | ONNX int8 |", "|---|---:|---:|---:|---:|"]
@@ -89,7 +136,13 @@ def group_table(report: dict[str, Any]) -> str:
 
 
 def render_card(
-    name: str, run: Path, checkpoint: dict[str, Any], report: dict[str, Any], data: str, cost: dict[str, int]
+    name: str,
+    run: Path,
+    checkpoint: dict[str, Any],
+    report: dict[str, Any],
+    data: str,
+    cost: dict[str, int],
+    validated_by: Path | None = None,
 ) -> str:
     """``MODEL_CARD.md``: what the model is, how it was made, how well it does, and the licence."""
     hparams = checkpoint["hyper_parameters"]
@@ -137,24 +190,39 @@ def render_card(
         "",
         (
             f"- Data: trained on {', '.join(f'`{t}`' for t in train)}, validated on "
-            f"{report['faces']} faces of `data={data}` (300W AFW: other photos and other people)."
+            f"{report['faces']} faces of `data={data}` (300W AFW: other photos and other people)"
+            + (", which a final fit trains on too." if validated_by else ".")
         ),
         *(bullet for bullet, _ in taught),
         (
-            f"- Trained {checkpoint.get('epoch', 0) + 1} epochs (best validation epoch; "
-            f"{checkpoint.get('global_step', '?')} steps):"
+            f"- Trained {checkpoint.get('epoch', 0) + 1} epochs ("
+            + (
+                "the whole schedule: a final fit has no held-out faces to pick an epoch by"
+                if validated_by
+                else "best validation epoch"
+            )
+            + f"; {checkpoint.get('global_step', '?')} steps):"
         ),
         "",
         "```bash",
         *prepare,
         *(command for _, commands in taught for command in commands),
+        *(
+            [train_command(validated_by) + "   # the run before the fit: its recipe and epochs chosen on AFW"]
+            if validated_by
+            else []
+        ),
         train_command(run),
-        f"python -m export.zoo <run folder> --name {name} --data {data}",
+        f"python -m export.zoo <run folder> --name {name} --data {data}"
+        + (" --validated-by <the run before the fit>" if validated_by else ""),
         "```",
         "",
         (
-            "- This is the validation run itself, not a final fit on every face (AFW included): its figures are "
-            "on faces it never trained on."
+            "- A final fit on every face (AFW included) with the recipe and epochs of the run before it; its "
+            "accuracy below is that run's, on faces that run never trained on."
+            if validated_by
+            else "- This is the validation run itself, not a final fit on every face (AFW included): its figures "
+            "are on faces it never trained on."
         ),
         (
             "- `model.ckpt`: weights and hyper-parameters (pose net included, no optimiser state); fine-tune with "
@@ -167,6 +235,7 @@ def render_card(
         "",
         "## Accuracy",
         "",
+        *(validation_lines(validated_by) if validated_by else []),
         (
             f"The weights are stored as float16 (half the file): PyTorch NME {report['models']['pytorch']['nme']:.4f} "
             f"with them, {trained:.4f} with the run's float32 weights."
@@ -220,11 +289,19 @@ def model_cost(checkpoint: Path) -> dict[str, int]:
 
 
 def make_zoo_entry(
-    run: Path, name: str, data: str = "shared", zoo: Path = ZOO, overrides: list[str] = ()
+    run: Path,
+    name: str,
+    data: str = "shared",
+    zoo: Path = ZOO,
+    overrides: list[str] = (),
+    validated_by: Path | None = None,
 ) -> Path:
     """Write ``zoo/name/`` from training run ``run`` (see the module), exporting with the export config's
-    ``overrides``; returns the folder. Nothing is written to ``zoo/name`` unless the int8 gate passes."""
-    source = best_checkpoint(run)
+    ``overrides``; ``validated_by``: ``run`` is a final fit and this is the run it was chosen on. Returns the
+    folder. Nothing is written to ``zoo/name`` unless the int8 gate passes."""
+    source = last_checkpoint(run) if validated_by else best_checkpoint(run)
+    if validated_by is not None and not (validated_by / "metrics.json").is_file():
+        raise FileNotFoundError(f"{validated_by}: the run before the fit has no metrics.json to quote")
     with tempfile.TemporaryDirectory(prefix="zoo-") as scratch:
         work = Path(scratch)
         slim = slim_checkpoint(source, work / "model.ckpt", STORED_DTYPE)
@@ -239,7 +316,8 @@ def make_zoo_entry(
             shutil.copyfile(path, folder / path.name)
         report["checkpoint"] = f"pretrained/{name}/model.ckpt"
         atomic_write_text(
-            folder / "MODEL_CARD.md", render_card(name, run, checkpoint, report, data, model_cost(slim))
+            folder / "MODEL_CARD.md",
+            render_card(name, run, checkpoint, report, data, model_cost(slim), validated_by),
         )
     return folder
 
@@ -255,11 +333,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--zoo", type=Path, default=ZOO, help=f"zoo folder (default {ZOO})")
     parser.add_argument(
+        "--validated-by",
+        type=Path,
+        default=None,
+        help="RUN is a final fit; this is the run its recipe and epochs were chosen on (its AFW figures are quoted)",
+    )
+    parser.add_argument(
         "overrides", nargs="*", help="settings of conf/export.yaml for the export, e.g. latency.runs=50"
     )
     args = parser.parse_intermixed_args(argv)
     try:
-        folder = make_zoo_entry(args.run, args.name, args.data, args.zoo, args.overrides)
+        folder = make_zoo_entry(args.run, args.name, args.data, args.zoo, args.overrides, args.validated_by)
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -206,3 +206,29 @@ def test_the_remade_pseudo_label_command_keeps_a_threshold_other_than_the_defaul
         args = build_parser().parse_args(command.split()[3:])
         assert args.model == [Path("t.ckpt"), outside] and args.split == Path("mtfl5")
         assert (args.out, args.threshold) == (Path("out"), threshold)
+
+
+@pytest.mark.slow
+def test_a_final_fit_is_exported_from_its_last_checkpoint_with_the_run_before_it_as_its_accuracy(
+    tmp_path: Path,
+) -> None:
+    before = _fake_run(tmp_path / "before", ZOO / "pfld-0.25x-68" / "model.ckpt")
+    (before / "metrics.json").write_text(json.dumps({"val/nme": 0.0579, "val/nme_profile": 0.11}))
+    (before / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    fit = _fake_run(tmp_path / "fit", ZOO / "pfld-0.25x-68" / "model.ckpt")
+    (fit / ".hydra" / "overrides.yaml").write_text("- experiment=final_fit\n- trainer.max_epochs=120\n")
+    zoo = tmp_path / "zoo"
+    arguments = [str(fit), "--name", "fit-68", "--data", "embedded", "--zoo", str(zoo), "--validated-by"]
+    overrides = ["latency.runs=2", "latency.warmup=1", "latency.sessions=1", "quantize.calibration_images=16"]
+    assert make_zoo([*arguments, str(before), *overrides]) == 1  # no last.ckpt: refused, nothing written
+    assert not zoo.exists()
+    shutil.copyfile(ZOO / "pfld-1x-68" / "model.ckpt", fit / "checkpoints" / "last.ckpt")
+    assert make_zoo([*arguments, str(before), *overrides]) == 0
+    stored = read_checkpoint(zoo / "fit-68" / "model.ckpt")
+    assert stored["hyper_parameters"]["model"]["backbone"]["width"] == 1.0  # last.ckpt's model, not the best
+    card = (zoo / "fit-68" / "MODEL_CARD.md").read_text()
+    assert "python train.py experiment=shared model=pfld_1x   # the run before the fit" in card
+    assert "python train.py experiment=final_fit trainer.max_epochs=120\n" in card
+    assert "--validated-by <the run before the fit>" in card and "the whole schedule" in card
+    assert "| run | NME | profile |\n|---|---:|---:|\n| before the fit, seed 1 | 0.0579 | 0.1100 |" in card
+    assert "on faces it trained on" in card and "validation run itself" not in card

@@ -59,16 +59,16 @@ def validation_lines(run: Path) -> list[str]:
 
     metrics = json.loads((run / "metrics.json").read_text())
     seed = OmegaConf.load(run / ".hydra" / "config.yaml").get("seed", "?")
-    shown = [
-        (key, title, f"{metrics[key] * (100 if pct else 1):.{d}f}")
+    cells = {
+        title: f"{metrics[key] * (100 if pct else 1):.{d}f}"
         for key, title, d, pct in COLUMNS
         if key in metrics
-    ]
+    }
     table = "\n".join(
         [
-            "| run | " + " | ".join(title for _, title, _ in shown) + " |",
-            "|---|" + "---:|" * len(shown),
-            f"| before the fit, seed {seed} | " + " | ".join(value for _, _, value in shown) + " |",
+            "| run | " + " | ".join(cells) + " |",
+            "|---|" + "---:|" * len(cells),
+            f"| before the fit, seed {seed} | " + " | ".join(cells.values()) + " |",
         ]
     )
     return [

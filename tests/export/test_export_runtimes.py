@@ -167,7 +167,9 @@ def test_the_readmes_phone_loaders_give_the_onnx_recipes_landmarks_on_a_real_pho
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     expected = readme_recipe()["predict_landmarks"](session, photo, box)
     got = readme_python("phone-runtimes")[loader](str(folder), photo, box)
-    assert got.shape == (68, 2) and np.abs(got - expected).max() < 1e-3  # pixels
+    # within 0.01 px: another runtime's fp32 sums in another order (1.0e-3 px was seen with a model trained
+    # on 1 thread, under 1e-3 with 2), while a wrong crop, mean, std or channel order is off by pixels
+    assert got.shape == (68, 2) and np.abs(got - expected).max() < 1e-2
 
 
 def test_an_unknown_format_is_refused_before_any_work(tiny_checkpoint, tmp_path):

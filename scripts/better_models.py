@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pfld.evaluation.scores import ANGLES
 from pfld.training.ablation import Row, difference, rows_table, write_section
 
 #: row -> (what it is, optimizer steps, the row it is compared with: same steps)
@@ -92,8 +93,8 @@ def as_validation(metrics: dict) -> dict:
     }
     named |= {f"val/nme_{group}": v["nme"] for group, v in metrics.get("by_group", {}).items()}
     pose = metrics.get("pose_mae_deg") or {}
-    if all(axis in pose for axis in ("yaw", "pitch", "roll")):
-        named["val/pose_mae"] = sum(pose[axis] for axis in ("yaw", "pitch", "roll")) / 3
+    if all(axis in pose for axis in ANGLES):
+        named["val/pose_mae"] = sum(pose[axis] for axis in ANGLES) / len(ANGLES)
     return named
 
 

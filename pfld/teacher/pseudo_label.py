@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -253,9 +254,7 @@ def pseudo_label_command(
     ``pseudo_labels.json``), paths relative to ``root`` where they lie under it; ``models`` replaces the
     manifest's model paths (say, teacher files restored from git)."""
 
-    def shown(path: str | Path) -> str:
-        return shown_path(path, root)
-
+    shown = partial(shown_path, root=root)
     words = ["python -m data pseudo-label"]
     words += [f"--model {shown(m)}" for m in (models if models is not None else manifest["checkpoints"])]
     words += [f"--split {shown(manifest['split'])}", f"--out {shown(Path(out).resolve())}"]

@@ -79,7 +79,7 @@ def train_command(run: Path) -> str:
     """The ``python train.py ...`` that made the run, from its ``.hydra/overrides.yaml`` (the settings that
     only pick threads, workers or folders are left out: they do not change the model)."""
     overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
-    local = ("cpu.threads=", "data.num_workers=", "hydra.", "logger=", "tags=")
+    local = ("cpu.threads=", "data.num_workers=", "hydra.", "logger=", "tags=", "paths.")
     return "python train.py " + " ".join(str(o) for o in overrides if not str(o).startswith(local))
 
 
@@ -102,6 +102,15 @@ def committed_version(path: Path, sha256: str) -> str | None:
     except OSError:  # no git
         return None
     return None
+
+
+def committed_text(commit: str, path: Path) -> str | None:
+    """The text of ``path`` (under the repository) in ``commit``; None when that commit has no such file."""
+    try:
+        shown = _git("show", f"{commit}:{path.relative_to(ROOT).as_posix()}")
+    except (OSError, ValueError):  # no git, or not under the repository
+        return None
+    return shown.stdout.decode() if shown.returncode == 0 else None
 
 
 def teacher_lines(folder: TrainFolder) -> tuple[str, list[str]]:
@@ -137,6 +146,7 @@ __all__ = [
     "PREPARE",
     "SOURCES",
     "TrainFolder",
+    "committed_text",
     "committed_version",
     "teacher_lines",
     "train_command",

@@ -8,9 +8,10 @@ per face class, pose MAE, sizes, latencies and the data's licence), all generate
     python -m export.zoo logs/zoo/pfld-0.25x-68 --name pfld-0.25x-68 --data shared
 
 A final fit (``experiment=final_fit``: every face, AFW included) names the run its settings and epochs were
-chosen on: ``--validated-by logs/zoo/pfld-0.25x-68``. Its last checkpoint is exported (no held-out faces
-to pick an epoch by), and the card quotes that run's AFW figures as the model's accuracy; the export's
-own figures on AFW are then training-set figures, kept for the int8 / fp32 comparison only.
+chosen on: ``--validated-by logs/zoo/pfld-0.25x-68`` (its run folder, or an ``evaluate.py`` report of its
+model: export/validation.py). Its last checkpoint is exported (no held-out faces to pick an epoch by), and
+the card quotes that run's AFW figures as the model's accuracy; the export's own figures on AFW are then
+training-set figures, kept for the int8 / fp32 comparison only.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 from export.command import FP32_NAME, INT8_NAME, run_export
 from export.onnx_export import LandmarksAndPose
 from export.provenance import PREPARE, SOURCES, teacher_lines, train_command, train_folders
 from export.report import model_table, pose_table
+from export.validation import Validation, best_checkpoint, last_checkpoint, read_validation, validation_lines
 from pfld.inference.checkpoint import has_trained_pose_net, load_checkpoint, read_checkpoint
 from pfld.inference.zoo import ZOO, slim_checkpoint
 from pfld.io.atomic import atomic_write_text
@@ -40,67 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: ONNX files are exported from the rounded weights, so every file of a folder is the same model.
 STORED_DTYPE = torch.float16
 GROUPS = ("all", "frontal", "profile", "head_up", "head_down")
-
-
-def last_checkpoint(run: Path) -> Path:
-    """A final fit's checkpoint: the end of its schedule (``checkpoints/last.ckpt``)."""
-    last = run / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise FileNotFoundError(
-            f"{last}: a final fit is exported from its last checkpoint, which is not there"
-        )
-    return last
-
-
-def validation_lines(run: Path) -> list[str]:
-    """The card's accuracy of a final fit: the AFW figures of ``run``, the run its recipe was chosen on
-    (its ``metrics.json``), and how it was trained."""
-    from pfld.training.ablation import COLUMNS
-
-    metrics = json.loads((run / "metrics.json").read_text())
-    seed = OmegaConf.load(run / ".hydra" / "config.yaml").get("seed", "?")
-    cells = {
-        title: f"{metrics[key] * (100 if pct else 1):.{d}f}"
-        for key, title, d, pct in COLUMNS
-        if key in metrics
-    }
-    table = "\n".join(
-        [
-            "| run | " + " | ".join(cells) + " |",
-            "|---|" + "---:|" * len(cells),
-            f"| before the fit, seed {seed} | " + " | ".join(cells.values()) + " |",
-        ]
-    )
-    return [
-        (
-            "This model trained on the validation faces too (a final fit), so its own figures on them mean "
-            "little. Its accuracy is that of the run its settings and epochs were chosen on, the same recipe "
-            "with those faces held out:"
-        ),
-        "",
-        "```bash",
-        train_command(run),
-        "```",
-        "",
-        table,
-        "",
-        (
-            "The tables after it are the final fit's own, on faces it trained on: they compare its PyTorch, "
-            "ONNX fp32 and int8 forms with one another, not with other models."
-        ),
-        "",
-    ]
-
-
-def best_checkpoint(run: Path) -> Path:
-    """The run's best checkpoint, as its ``metrics.json`` names it (or the same file name under the
-    run's ``checkpoints/``, when the run folder has moved)."""
-    metrics = json.loads((run / "metrics.json").read_text())
-    named = Path(metrics.get("best_checkpoint") or "")
-    for candidate in (named, run / "checkpoints" / named.name):
-        if named.name and candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{run}/metrics.json: its best_checkpoint {str(named)!r} is not there")
 
 
 def export_config(checkpoint: Path, out: Path, data: str, with_pose: bool, overrides: list[str] = ()) -> Any:
@@ -142,7 +83,7 @@ def render_card(
     report: dict[str, Any],
     data: str,
     cost: dict[str, int],
-    validated_by: Path | None = None,
+    validation: Validation | None = None,
 ) -> str:
     """``MODEL_CARD.md``: what the model is, how it was made, how well it does, and the licence."""
     hparams = checkpoint["hyper_parameters"]
@@ -191,14 +132,14 @@ def render_card(
         (
             f"- Data: trained on {', '.join(f'`{t}`' for t in train)}, validated on "
             f"{report['faces']} faces of `data={data}` (300W AFW: other photos and other people)"
-            + (", which a final fit trains on too." if validated_by else ".")
+            + (", which a final fit trains on too." if validation else ".")
         ),
         *(bullet for bullet, _ in taught),
         (
             f"- Trained {checkpoint.get('epoch', 0) + 1} epochs ("
             + (
                 "the whole schedule: a final fit has no held-out faces to pick an epoch by"
-                if validated_by
+                if validation
                 else "best validation epoch"
             )
             + f"; {checkpoint.get('global_step', '?')} steps):"
@@ -207,20 +148,16 @@ def render_card(
         "```bash",
         *prepare,
         *(command for _, commands in taught for command in commands),
-        *(
-            [train_command(validated_by) + "   # the run before the fit: its recipe and epochs chosen on AFW"]
-            if validated_by
-            else []
-        ),
+        *(validation.commands if validation else []),
         train_command(run),
         f"python -m export.zoo <run folder> --name {name} --data {data}"
-        + (" --validated-by <the run before the fit>" if validated_by else ""),
+        + (" --validated-by <the run before the fit>" if validation else ""),
         "```",
         "",
         (
             "- A final fit on every face (AFW included) with the recipe and epochs of the run before it; its "
             "accuracy below is that run's, on faces that run never trained on."
-            if validated_by
+            if validation
             else "- This is the validation run itself, not a final fit on every face (AFW included): its figures "
             "are on faces it never trained on."
         ),
@@ -235,7 +172,7 @@ def render_card(
         "",
         "## Accuracy",
         "",
-        *(validation_lines(validated_by) if validated_by else []),
+        *(validation_lines(validation) if validation else []),
         (
             f"The weights are stored as float16 (half the file): PyTorch NME {report['models']['pytorch']['nme']:.4f} "
             f"with them, {trained:.4f} with the run's float32 weights."
@@ -300,8 +237,7 @@ def make_zoo_entry(
     ``overrides``; ``validated_by``: ``run`` is a final fit and this is the run it was chosen on. Returns the
     folder. Nothing is written to ``zoo/name`` unless the int8 gate passes."""
     source = last_checkpoint(run) if validated_by else best_checkpoint(run)
-    if validated_by is not None and not (validated_by / "metrics.json").is_file():
-        raise FileNotFoundError(f"{validated_by}: the run before the fit has no metrics.json to quote")
+    validation = read_validation(validated_by, data) if validated_by else None
     with tempfile.TemporaryDirectory(prefix="zoo-") as scratch:
         work = Path(scratch)
         slim = slim_checkpoint(source, work / "model.ckpt", STORED_DTYPE)
@@ -310,6 +246,11 @@ def make_zoo_entry(
         report = run_export(export_config(slim, work / "export", data, with_pose, list(overrides)))
         if not (report.get("gate") or {}).get("passed"):
             raise RuntimeError(f"{source}: the int8 model failed the export gate; nothing written to the zoo")
+        if validation and validation.faces not in (None, report["faces"]):
+            raise ValueError(
+                f"{validated_by}: scored {validation.faces} faces but data={data} has {report['faces']}: "
+                "quote a report on the same validation faces"
+            )
         folder = zoo / name
         folder.mkdir(parents=True, exist_ok=True)
         for path in (slim, work / "export" / FP32_NAME, work / "export" / INT8_NAME):
@@ -317,7 +258,7 @@ def make_zoo_entry(
         report["checkpoint"] = f"pretrained/{name}/model.ckpt"
         atomic_write_text(
             folder / "MODEL_CARD.md",
-            render_card(name, run, checkpoint, report, data, model_cost(slim), validated_by),
+            render_card(name, run, checkpoint, report, data, model_cost(slim), validation),
         )
     return folder
 
@@ -336,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         "--validated-by",
         type=Path,
         default=None,
-        help="RUN is a final fit; this is the run its recipe and epochs were chosen on (its AFW figures are quoted)",
+        help=(
+            "RUN is a final fit; this is the run its recipe and epochs were chosen on (its folder, or an "
+            "evaluate.py report of its model): its AFW figures are quoted"
+        ),
     )
     parser.add_argument(
         "overrides", nargs="*", help="settings of conf/export.yaml for the export, e.g. latency.runs=50"

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pfld.evaluation.scores import ANGLES
+from pfld.evaluation.scores import as_validation
 from pfld.training.ablation import Row, difference, rows_table, write_section
 
 #: row -> (what it is, optimizer steps, the row it is compared with: same steps)
@@ -79,23 +79,6 @@ ROWS: dict[str, tuple[str, int, str | None]] = {
         "held_base_e40",
     ),
 }
-
-
-def as_validation(metrics: dict) -> dict:
-    """A run's figures under the training log's names (``val/nme`` ...): a training run's
-    ``metrics.json`` as it is, an ``evaluate.py`` report's (``nme``, ``by_group`` ...) renamed."""
-    if "val/nme" in metrics or "nme" not in metrics:
-        return metrics
-    named = {
-        "val/nme": metrics["nme"],
-        "val/failure_rate": metrics["failure_rate"],
-        "val/auc": metrics["auc"],
-    }
-    named |= {f"val/nme_{group}": v["nme"] for group, v in metrics.get("by_group", {}).items()}
-    pose = metrics.get("pose_mae_deg") or {}
-    if all(axis in pose for axis in ANGLES):
-        named["val/pose_mae"] = sum(pose[axis] for axis in ANGLES) / len(ANGLES)
-    return named
 
 
 def collect(folder: Path) -> dict[str, Row]:

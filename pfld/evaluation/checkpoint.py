@@ -13,6 +13,7 @@ from pfld.data.datamodule import LandmarkDataModule
 from pfld.evaluation.report import write_report
 from pfld.evaluation.scores import metrics_table
 from pfld.inference import ModelSpec, TorchLandmarkModel, load_checkpoint
+from pfld.io.digest import sha256_file
 
 #: Input settings a checkpoint fixes (its data description); the data config's values are replaced.
 INPUT_KEYS: tuple[str, ...] = ("input_size", "channels", "crop_scale", "mean", "std")
@@ -51,7 +52,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt`` on ``cfg.data``'s validation split; write ``metrics.json``, ``metrics.md``,
     ``val_ced.png``, ``val_predictions.png`` and ``val_groups.md`` to ``cfg.out``; print the table.
 
-    Returns `summarize`'s dict with ``checkpoint`` and ``normalization`` added.
+    Returns `summarize`'s dict with ``checkpoint``, its ``checkpoint_sha256`` (which version of the file was
+    scored: a zoo card finds the commit that held it) and ``normalization`` added.
     """
     checkpoint = str(cfg.ckpt)
     model = TorchLandmarkModel(*load_checkpoint(checkpoint, with_pose=None))
@@ -69,7 +71,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         subsets=datamodule.val_subsets,
         threshold=cfg.failure_threshold,
     )
-    summary |= {"checkpoint": checkpoint, "normalization": spec.normalization_mode}
+    summary |= {
+        "checkpoint": checkpoint,
+        "checkpoint_sha256": sha256_file(checkpoint),
+        "normalization": spec.normalization_mode,
+    }
     (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = metrics_table(summary)
     (folder / "metrics.md").write_text(f"# {checkpoint}\n\n{table}\n")

@@ -115,3 +115,20 @@ def metrics_table(summary: Mapping[str, Any]) -> str:
     if pose:
         lines += [f"| {name} MAE (deg, {int(pose['faces'])} faces) | {pose[name]:.2f} |" for name in ANGLES]
     return "\n".join(lines) + "\n\n" + group_table(summary["by_group"])
+
+
+def as_validation(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's figures under the training log's names (``val/nme`` ...): a training run's
+    ``metrics.json`` as it is, an ``evaluate.py`` report's (``nme``, ``by_group`` ...) renamed."""
+    if "val/nme" in metrics or "nme" not in metrics:
+        return dict(metrics)
+    named = {
+        "val/nme": metrics["nme"],
+        "val/failure_rate": metrics["failure_rate"],
+        "val/auc": metrics["auc"],
+    }
+    named |= {f"val/nme_{group}": v["nme"] for group, v in metrics.get("by_group", {}).items()}
+    pose = metrics.get("pose_mae_deg") or {}
+    if all(axis in pose for axis in ANGLES):
+        named["val/pose_mae"] = sum(pose[axis] for axis in ANGLES) / len(ANGLES)
+    return named

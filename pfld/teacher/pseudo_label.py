@@ -92,15 +92,7 @@ def pseudo_label(
             f"faces from {faces.sources[0]}: {faces.num_points} points, but their scheme "
             f"{source.name!r} has {source.num_points}"
         )
-    same_crop = abs(faces.crop_scale - spec.crop_scale) <= 1e-6
-    if refine is None:
-        refine = 0 if same_crop else 2
-    if refine < 0:
-        raise ValueError(f"refine must be >= 0, got {refine}")
-    if same_crop and refine == 0:
-        predicted = _predict_pixels(faces, models, source, batch_size)
-    else:
-        predicted = _predict_refined(faces, models, refine)
+    predicted = predict_faces(faces, models, source, refine, batch_size)
     annotated = faces.landmarks.astype(np.float64)  # (N, S, 2)
     guessed = mapping.project(predicted) if mapping is not None else predicted.astype(np.float64)
     used = mapping.used if mapping is not None else np.ones(source.num_points, dtype=bool)
@@ -146,6 +138,26 @@ def pseudo_label(
         "models": len(models),
     }
     return out, summary
+
+
+def predict_faces(
+    faces: FaceCache,
+    models: Sequence[LandmarkModel],
+    scheme: LandmarkScheme,
+    refine: int | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """(N, K, 2) the models' mean points for every face of a prepared split (``scheme``: the faces'), in
+    its stored pixels. ``refine``: passes cropping around the previous pass's points (None: 0 when the
+    faces were cut with the models' crop scale, their stored crops then used as they are; else 2)."""
+    same_crop = abs(faces.crop_scale - models[0].spec.crop_scale) <= 1e-6
+    if refine is None:
+        refine = 0 if same_crop else 2
+    if refine < 0:
+        raise ValueError(f"refine must be >= 0, got {refine}")
+    if same_crop and refine == 0:
+        return _predict_pixels(faces, models, scheme, batch_size)
+    return _predict_refined(faces, models, refine)
 
 
 def _predict_pixels(
@@ -269,4 +281,4 @@ def pseudo_label_command(
     return " ".join(words)
 
 
-__all__ = ["MANIFEST_FILE", "pseudo_label", "pseudo_label_command", "pseudo_label_split"]
+__all__ = ["MANIFEST_FILE", "predict_faces", "pseudo_label", "pseudo_label_command", "pseudo_label_split"]

@@ -609,3 +609,46 @@ def test_pseudo_labels_complete_kaggle_faces_in_their_own_scheme_from_a_68_point
     np.testing.assert_allclose(faces.landmarks[labelled], original.landmarks[labelled])
     np.testing.assert_allclose(faces.landmarks[~labelled], faces.teacher[~labelled])
     assert np.isfinite(faces.angles).all(), "completed faces get Euler angles"
+
+
+def test_a_68_point_model_is_scored_on_five_point_faces_through_its_derived_points(
+    tmp_path, tiny_checkpoint, five, embedded_shapes, capsys
+):
+    """scripts/derived_nme.py: each face's error over its five annotated points, the model's eye centres
+    the means of its six eye points, over the *annotated* eye-centre distance; MTFL's pose classes."""
+    import sys
+
+    from pfld.cli.data import main as prepare_main
+    from pfld.data.store import load_faces
+    from pfld.inference.models import load_landmark_model
+    from pfld.teacher.pseudo_label import predict_faces
+
+    write_mtfl(tmp_path / "mtfl", embedded_shapes[:6] * 1.5 + 10, five)
+    prepare_main(["mtfl", "--root", str(tmp_path / "mtfl"), "--out", str(tmp_path / "mtfl5")])
+    split = tmp_path / "mtfl5" / "train"
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from derived_nme import main as derived_nme
+
+    report = tmp_path / "derived.json"
+    args = ["--split", str(split), "--model", f"a={tiny_checkpoint}", "--model", f"b={tiny_checkpoint}"]
+    derived_nme([*args, "--json", str(report)])
+    faces = load_faces(split)
+    points = predict_faces(
+        faces, [load_landmark_model(tiny_checkpoint, with_pose=False)], load_scheme("five_point")
+    )
+    guessed = np.concatenate(
+        [
+            points[:, 36:42].mean(1, keepdims=True),
+            points[:, 42:48].mean(1, keepdims=True),
+            points[:, [30, 48, 54]],
+        ],
+        axis=1,
+    )
+    truth = faces.landmarks.astype(np.float64)
+    pupils = np.linalg.norm(truth[:, 0] - truth[:, 1], axis=1)
+    expected = np.linalg.norm(truth - guessed, axis=2).mean(axis=1) / pupils
+    scored = json.loads(report.read_text())
+    np.testing.assert_allclose(scored["models"]["a"]["nme"], expected, atol=2e-5)
+    assert scored["models"]["a"]["groups"]["left_profile"][1] == 2  # head pose 1 of faces 0 and 3
+    assert scored["pairs"] == [{"a": "a", "b": "b", "mean": 0.0, "se": 0.0, "b_better": 0.0}]
+    assert "| b - a | +0.00000 |" in capsys.readouterr().out

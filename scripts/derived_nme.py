@@ -1,0 +1,172 @@
+"""NME of 68-point models on a prepared split of another scheme (MTFL's five points), through derived points.
+
+    python scripts/derived_nme.py --split data/mtfl5/train --model Z025=pretrained/pfld-0.25x-68/model.ckpt \
+        --model other.ckpt [--json logs/derived/mtfl5.json]
+
+Each model predicts every face of the split (as `pfld.teacher.pseudo_label` does: the stored crops when
+they were cut with the model's crop scale, else 2 refining passes); its points are mapped to the split's
+scheme with the repo's mapping (five_point -> ibug68: an eye centre is the mean of the eye's six points
+36-41 / 42-47, nose tip 30, mouth corners 48 and 54), and per face
+
+    NME = mean over the annotated points of |annotated - derived| / |annotated right eye centre - left eye centre|
+
+i.e. normalised by the distance between the two *annotated eye centres* (inter-pupil), the usual
+convention for five-point MTFL / AFLW. It is not comparable with the 68-point inter-ocular (outer eye
+corner) NME, whose normaliser is about 1.3x larger. The numbers also include the definitional gap
+between MTFL's points and iBUG's (an MTFL nose tip or eye centre is not exactly point 30 or the mean of
+six eye-contour points), the same for every model, so compare models, not with 5-point-trained ones.
+
+Prints a table (mean, median, FR@0.1 = % of faces with NME > 0.1, mean NME per head-pose class) and, for
+every pair of models, the paired mean difference of per-face NME with its standard error (sd / sqrt(n)).
+Pose classes: the split's stored classes (`pfld.data.attributes.FACE_CLASSES`: MTFL's profile = head pose
+1 or 5, frontal = the rest), and, when the split's source ``attributes.csv`` is still on disk, MTFL's
+five head-pose codes (`pfld.data.readers.mtfl`: 1 left profile, 2 left, 3 frontal, 4 right, 5 right profile).
+``--model LABEL=PATH`` names a model in the table (default: its path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pfld.data.attributes import FACE_CLASSES
+from pfld.data.cache import FaceCache
+from pfld.data.schemes import load_scheme
+from pfld.data.schemes.mapping import load_mapping
+from pfld.data.store import load_faces
+from pfld.inference.models import LandmarkModel, load_landmark_model
+from pfld.io.digest import sha256_file
+from pfld.teacher.pseudo_label import predict_faces
+
+FAILURE = 0.1
+MTFL_POSES = {"1": "left_profile", "2": "left", "3": "frontal5", "4": "right", "5": "right_profile"}
+
+
+def per_face_nme(faces: FaceCache, model: LandmarkModel) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) NME over each face's annotated points and (N, S) each point's error (NaN where not annotated),
+    both over the annotated eye-centre distance, of ``model``'s points mapped to the faces' scheme."""
+    source = load_scheme(faces.scheme)
+    mapping = load_mapping(source.name, model.spec.scheme)
+    derived = mapping.project(predict_faces(faces, [model], source))
+    annotated = faces.landmarks.astype(np.float64)
+    right, left = source.eye_corners  # a five-point scheme's "eye corners" are the two eye centres
+    ocular = np.linalg.norm(annotated[:, right] - annotated[:, left], axis=1)
+    points = np.linalg.norm(annotated - derived, axis=2) / ocular[:, None]
+    return np.nanmean(points[:, mapping.used], axis=1), points
+
+
+def mtfl_poses(faces) -> np.ndarray | None:
+    """(N,) MTFL head-pose names from the source's attributes.csv (through ``sources`` = train.csv:line),
+    or None when the source files are not found."""
+    try:
+        csv_path = Path(faces.sources[0].rsplit(":", 1)[0])
+        if not csv_path.is_absolute():
+            csv_path = ROOT / csv_path
+        lines = csv_path.read_text().splitlines()
+        with open(csv_path.parent / "attributes.csv", newline="") as handle:
+            pose = {row["file"]: row["head_pose"] for row in csv.DictReader(handle)}
+        return np.array(
+            [MTFL_POSES[pose[lines[int(s.rsplit(":", 1)[1]) - 1].split(",")[0]]] for s in faces.sources]
+        )
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", required=True)
+    parser.add_argument("--model", action="append", required=True, help="PATH or LABEL=PATH (repeat)")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    faces = load_faces(args.split)
+    stored = np.asarray(np.load(Path(args.split) / "annotations.npz")["classes"], dtype=bool)
+    groups = {name: stored[:, i] for i, name in enumerate(FACE_CLASSES) if name in ("profile", "frontal")}
+    poses = mtfl_poses(faces)
+    if poses is not None:
+        groups |= {name: poses == name for name in MTFL_POSES.values()}
+
+    results, per_face = {}, {}
+    for entry in args.model:
+        label, _, path = entry.rpartition("=")
+        label = label or path
+        start = time.perf_counter()
+        model = load_landmark_model(path, with_pose=False)
+        nme, points = per_face_nme(faces, model)
+        seconds = time.perf_counter() - start
+        print(f"{label}: {len(nme)} faces in {seconds:.0f} s", file=sys.stderr, flush=True)
+        per_face[label] = nme
+        results[label] = {
+            "path": path,
+            "sha256": sha256_file(path),
+            "faces": len(nme),
+            "mean": float(np.mean(nme)),
+            "median": float(np.median(nme)),
+            "fr": float(np.mean(nme > FAILURE)),
+            "groups": {
+                g: (float(np.mean(nme[m])) if m.any() else None, int(m.sum())) for g, m in groups.items()
+            },
+            "per_point_mean": dict(
+                zip(load_scheme(faces.scheme).point_names, np.nanmean(points, axis=0).round(4).tolist())
+            ),
+            "seconds": round(seconds, 1),
+            "nme": nme.round(5).tolist(),
+        }
+
+    names = list(groups)
+    print(f"# {args.split}: NME over the five points / annotated eye-centre distance\n")
+    print(
+        "| model | faces | mean | median | FR@0.1 % | "
+        + " | ".join(f"{g} ({int(groups[g].sum())})" for g in names)
+        + " |"
+    )
+    print("|---|---:|---:|---:|---:|" + "---:|" * len(names))
+    for label, r in results.items():
+        cells = " | ".join("-" if r["groups"][g][0] is None else f"{r['groups'][g][0]:.4f}" for g in names)
+        print(
+            f"| {label} | {r['faces']} | {r['mean']:.4f} | {r['median']:.4f} | {100 * r['fr']:.2f} | {cells} |"
+        )
+    print("\n| point | " + " | ".join(results) + " |\n|---|" + "---:|" * len(results))
+    for point in next(iter(results.values()))["per_point_mean"]:
+        print(
+            f"| {point} | " + " | ".join(f"{r['per_point_mean'][point]:.4f}" for r in results.values()) + " |"
+        )
+
+    pairs = []
+    print(
+        "\n| B - A | mean difference | SE | diff / SE | B better on % of faces |\n|---|---:|---:|---:|---:|"
+    )
+    for a, b in itertools.combinations(per_face, 2):
+        d = per_face[b] - per_face[a]
+        se = float(np.std(d, ddof=1) / np.sqrt(len(d)))
+        pairs.append({"a": a, "b": b, "mean": float(d.mean()), "se": se, "b_better": float(np.mean(d < 0))})
+        print(
+            f"| {b} - {a} | {d.mean():+.5f} | {se:.5f} | {d.mean() / se if se else 0.0:+.1f} | {100 * np.mean(d < 0):.1f} |"
+        )
+
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        out = {
+            "split": args.split,
+            "normaliser": "annotated eye-centre distance",
+            "failure": FAILURE,
+            "models": results,
+            "pairs": pairs,
+        }
+        Path(args.json).write_text(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()

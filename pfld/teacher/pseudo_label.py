@@ -92,6 +92,7 @@ def pseudo_label(
             f"faces from {faces.sources[0]}: {faces.num_points} points, but their scheme "
             f"{source.name!r} has {source.num_points}"
         )
+    refine = default_refine(faces, models) if refine is None else refine
     predicted = predict_faces(faces, models, source, refine, batch_size)
     annotated = faces.landmarks.astype(np.float64)  # (N, S, 2)
     guessed = mapping.project(predicted) if mapping is not None else predicted.astype(np.float64)
@@ -150,14 +151,18 @@ def predict_faces(
     """(N, K, 2) the models' mean points for every face of a prepared split (``scheme``: the faces'), in
     its stored pixels. ``refine``: passes cropping around the previous pass's points (None: 0 when the
     faces were cut with the models' crop scale, their stored crops then used as they are; else 2)."""
-    same_crop = abs(faces.crop_scale - models[0].spec.crop_scale) <= 1e-6
-    if refine is None:
-        refine = 0 if same_crop else 2
+    refine = default_refine(faces, models) if refine is None else refine
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
-    if same_crop and refine == 0:
+    if refine == 0 and default_refine(faces, models) == 0:
         return _predict_pixels(faces, models, scheme, batch_size)
     return _predict_refined(faces, models, refine)
+
+
+def default_refine(faces: FaceCache, models: Sequence[LandmarkModel]) -> int:
+    """Refining passes `predict_faces` makes by default: none when the faces were cut with the models'
+    crop scale (their stored crops are then the models' input), else 2."""
+    return 0 if abs(faces.crop_scale - models[0].spec.crop_scale) <= 1e-6 else 2
 
 
 def _predict_pixels(

@@ -77,9 +77,10 @@ def train_folders(run: Path) -> list[TrainFolder]:
 
 def train_command(run: Path) -> str:
     """The ``python train.py ...`` that made the run, from its ``.hydra/overrides.yaml`` (the settings that
-    only pick threads, workers or folders are left out: they do not change the model)."""
+    only pick threads, workers, folders or the checkpoint a run resumed from are left out: they do not
+    change the model)."""
     overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
-    local = ("cpu.threads=", "data.num_workers=", "hydra.", "logger=", "tags=", "paths.")
+    local = ("cpu.threads=", "data.num_workers=", "hydra.", "logger=", "tags=", "paths.", "ckpt_path=")
     return "python train.py " + " ".join(str(o) for o in overrides if not str(o).startswith(local))
 
 

@@ -34,7 +34,9 @@ def test_a_run_folder_gives_its_figures_seed_and_train_command(tmp_path: Path) -
     (run / ".hydra").mkdir(parents=True)
     (run / "metrics.json").write_text(json.dumps({"val/nme": 0.06, "val/nme_profile": 0.1}))
     (run / ".hydra" / "config.yaml").write_text("seed: 3\n")
-    (run / ".hydra" / "overrides.yaml").write_text("- experiment=shared\n- cpu.threads=1\n- paths.data_dir=/d\n")
+    (run / ".hydra" / "overrides.yaml").write_text(
+        "- experiment=shared\n- cpu.threads=1\n- paths.data_dir=/d\n- ckpt_path=x/last.ckpt\n"
+    )
     validation = read_validation(run, "shared")
     assert validation.commands == ["python train.py experiment=shared" + BEFORE]
     assert validation.label == "before the fit, seed 3" and validation.faces is None

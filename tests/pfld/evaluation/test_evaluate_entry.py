@@ -48,6 +48,9 @@ def test_evaluate_writes_metrics_table_and_pictures(checkpoint, tmp_path):
     for key in ("nme", "failure_rate", "auc"):
         assert saved[key] == pytest.approx(validated[f"val/{key}"], rel=1e-5, abs=1e-6), key
     assert saved["by_group"]["all"]["faces"] == 160 and saved["checkpoint"] == str(checkpoint)
+    from pfld.io.digest import sha256_file
+
+    assert saved["checkpoint_sha256"] == sha256_file(checkpoint)  # which version of the file was scored
     assert set(saved["pose_mae_deg"]) == {
         "yaw",
         "pitch",

@@ -66,7 +66,7 @@ def per_face_nme(faces: FaceCache, model: LandmarkModel) -> tuple[np.ndarray, np
     return np.nanmean(points[:, mapping.used], axis=1), points
 
 
-def mtfl_poses(faces) -> np.ndarray | None:
+def mtfl_poses(faces: FaceCache) -> np.ndarray | None:
     """(N,) MTFL head-pose names from the source's attributes.csv (through ``sources`` = train.csv:line),
     or None when the source files are not found."""
     try:

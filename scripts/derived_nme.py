@@ -18,8 +18,8 @@ six eye-contour points), the same for every model, so compare models, not with 5
 
 Prints a table (mean, median, FR@0.1 = % of faces with NME > 0.1, mean NME per head-pose class) and, for
 every pair of models, the paired mean difference of per-face NME with its standard error (sd / sqrt(n)).
-Pose classes: the split's stored classes (`pfld.data.attributes.FACE_CLASSES`: MTFL's profile = head pose
-1 or 5, frontal = the rest), and, when the split's source ``attributes.csv`` is still on disk, MTFL's
+Pose classes: the faces' `pfld.data.attributes.class_memberships`, as training and evaluation group them
+(MTFL's profile = head pose 1 or 5, frontal = the rest), and, when the split's source ``attributes.csv`` is still on disk, MTFL's
 five head-pose codes (`pfld.data.readers.mtfl`: 1 left profile, 2 left, 3 frontal, 4 right, 5 right profile).
 ``--model LABEL=PATH`` names a model in the table (default: its path).
 """
@@ -40,13 +40,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pfld.data.attributes import FACE_CLASSES
+from pfld.data.attributes import FACE_CLASSES, class_memberships
 from pfld.data.cache import FaceCache
 from pfld.data.schemes import load_scheme
 from pfld.data.schemes.mapping import load_mapping
 from pfld.data.store import load_faces
 from pfld.inference.models import LandmarkModel, load_landmark_model
 from pfld.io.digest import sha256_file
+from pfld.metrics import nme, normalizing_distance
 from pfld.teacher.pseudo_label import predict_faces
 
 FAILURE = 0.1
@@ -59,11 +60,14 @@ def per_face_nme(faces: FaceCache, model: LandmarkModel) -> tuple[np.ndarray, np
     source = load_scheme(faces.scheme)
     mapping = load_mapping(source.name, model.spec.scheme)
     derived = mapping.project(predict_faces(faces, [model], source))
-    annotated = faces.landmarks.astype(np.float64)
-    right, left = source.eye_corners  # a five-point scheme's "eye corners" are the two eye centres
-    ocular = np.linalg.norm(annotated[:, right] - annotated[:, left], axis=1)
-    points = np.linalg.norm(annotated - derived, axis=2) / ocular[:, None]
-    return np.nanmean(points[:, mapping.used], axis=1), points
+    annotated = torch.from_numpy(faces.landmarks.astype(np.float64))
+    labelled = ~annotated[..., 0].isnan() & torch.from_numpy(mapping.used)  # (N, S)
+    guessed = torch.from_numpy(derived)
+    pupils = source.eye_corners  # a five-point scheme's "eye corners" are the two eye centres
+    errors = nme(guessed, annotated, pupils, labelled)
+    ocular = normalizing_distance(annotated, "inter_pupil", pupils, labelled)
+    points = torch.linalg.vector_norm(annotated - guessed, dim=-1) / ocular[:, None]
+    return errors.numpy(), points.numpy()
 
 
 def mtfl_poses(faces: FaceCache) -> np.ndarray | None:
@@ -92,8 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
 
     faces = load_faces(args.split)
-    stored = np.asarray(np.load(Path(args.split) / "annotations.npz")["classes"], dtype=bool)
-    groups = {name: stored[:, i] for i, name in enumerate(FACE_CLASSES) if name in ("profile", "frontal")}
+    classes = class_memberships(faces).astype(bool)  # (N, C), as training and evaluation group faces
+    groups = {name: classes[:, i] for i, name in enumerate(FACE_CLASSES) if name in ("profile", "frontal")}
     poses = mtfl_poses(faces)
     if poses is not None:
         groups |= {name: poses == name for name in MTFL_POSES.values()}

@@ -88,30 +88,32 @@ def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, check=False)
 
 
+def committed_bytes(commit: str, path: Path) -> bytes | None:
+    """The bytes of ``path`` (under the repository) in ``commit``; None when that commit has no such file
+    (or there is no git)."""
+    if not path.is_relative_to(ROOT):
+        return None
+    try:
+        shown = _git("show", f"{commit}:{path.relative_to(ROOT).as_posix()}")
+    except OSError:  # no git
+        return None
+    return shown.stdout if shown.returncode == 0 else None
+
+
 def committed_version(path: Path, sha256: str) -> str | None:
     """The short hash of the newest commit in which ``path`` (under the repository) held the bytes whose
     SHA-256 is ``sha256``; None when no commit did (or there is no git)."""
     if not path.is_relative_to(ROOT):
         return None
-    relative = path.relative_to(ROOT).as_posix()
     try:
-        commits = _git("log", "--format=%h", "--", relative).stdout.decode().split()
-        for commit in commits:
-            blob = _git("show", f"{commit}:{relative}")
-            if blob.returncode == 0 and hashlib.sha256(blob.stdout).hexdigest() == sha256:
-                return commit
+        commits = _git("log", "--format=%h", "--", path.relative_to(ROOT).as_posix()).stdout.decode().split()
     except OSError:  # no git
         return None
+    for commit in commits:
+        blob = committed_bytes(commit, path)
+        if blob is not None and hashlib.sha256(blob).hexdigest() == sha256:
+            return commit
     return None
-
-
-def committed_text(commit: str, path: Path) -> str | None:
-    """The text of ``path`` (under the repository) in ``commit``; None when that commit has no such file."""
-    try:
-        shown = _git("show", f"{commit}:{path.relative_to(ROOT).as_posix()}")
-    except (OSError, ValueError):  # no git, or not under the repository
-        return None
-    return shown.stdout.decode() if shown.returncode == 0 else None
 
 
 def teacher_lines(folder: TrainFolder) -> tuple[str, list[str]]:
@@ -147,7 +149,7 @@ __all__ = [
     "PREPARE",
     "SOURCES",
     "TrainFolder",
-    "committed_text",
+    "committed_bytes",
     "committed_version",
     "teacher_lines",
     "train_command",

@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from export.provenance import ROOT, committed_text, committed_version, train_command
+from export.provenance import ROOT, committed_bytes, committed_version, train_command
 from pfld.evaluation.scores import as_validation
 from pfld.io.paths import shown_path
 
@@ -64,10 +64,10 @@ class Validation:
 
 def _card_train_command(checkpoint: Path, commit: str) -> str | None:
     """The ``python train.py ...`` line of the MODEL_CARD.md committed beside ``checkpoint`` in ``commit``."""
-    card = committed_text(commit, checkpoint.parent / "MODEL_CARD.md")
+    card = committed_bytes(commit, checkpoint.parent / "MODEL_CARD.md")
     if card is None:
         return None
-    found = re.search(r"^python train\.py [^\n]*?(?=\s*(#|$))", card, re.MULTILINE)
+    found = re.search(r"^python train\.py [^\n]*?(?=\s*(#|$))", card.decode(), re.MULTILINE)
     return found[0] if found else None
 
 

@@ -151,10 +151,11 @@ def predict_faces(
     """(N, K, 2) the models' mean points for every face of a prepared split (``scheme``: the faces'), in
     its stored pixels. ``refine``: passes cropping around the previous pass's points (None: 0 when the
     faces were cut with the models' crop scale, their stored crops then used as they are; else 2)."""
-    refine = default_refine(faces, models) if refine is None else refine
+    default = default_refine(faces, models)
+    refine = default if refine is None else refine
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
-    if refine == 0 and default_refine(faces, models) == 0:
+    if refine == default == 0:  # the stored crops are the models' input
         return _predict_pixels(faces, models, scheme, batch_size)
     return _predict_refined(faces, models, refine)
 

@@ -171,7 +171,7 @@ class LandmarkDataModule(L.LightningDataModule):
             teacher = None if val.teacher is None else val.teacher[:, :k]
             val = replace(val, landmarks=val.landmarks[:, :k], point_sources=sources, teacher=teacher)
         shared = set(train.identities.tolist()) & set(val.identities.tolist())
-        if shared:
+        if shared and stage in (None, "fit"):  # scoring alone (evaluate, export) reads val for itself
             print(
                 f"warning: {len(shared)} identities are in both training and validation, e.g. {min(shared)}"
             )

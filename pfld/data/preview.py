@@ -20,14 +20,15 @@ def draw_landmarks(
 ) -> np.ndarray:
     """Draw (K, 2) unit-coordinate points on an RGB crop, enlarged ``scale`` times. The subject's
     right-side points (first of each flip pair) are red, left-side ones blue, the rest ``color``;
-    points whose ``visible`` (K,) entry is False are not drawn."""
+    points whose ``visible`` (K,) entry is False, and NaN points (a model's points mapped to a scheme
+    with points it does not give), are not drawn."""
     side = image.shape[0] * scale
     canvas = cv2.resize(image, (side, side), interpolation=cv2.INTER_NEAREST).copy()
     pixels = from_unit(landmarks, side)
     right = {i for i, _ in scheme.flip_pairs} if scheme else set()
     left = {j for _, j in scheme.flip_pairs} if scheme else set()
     for index, (x, y) in enumerate(pixels):
-        if visible is not None and not visible[index]:
+        if (visible is not None and not visible[index]) or not np.isfinite((x, y)).all():
             continue
         dot = (255, 0, 0) if index in right else (0, 0, 255) if index in left else color
         cv2.circle(canvas, (round(x), round(y)), max(2, scale), dot, -1, cv2.LINE_AA)

@@ -10,9 +10,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, open_dict
 
 from pfld.data.datamodule import LandmarkDataModule
+from pfld.data.schemes.mapping import SchemeMapping, load_mapping, read_mapping
+from pfld.evaluation.mapped import MappedModel
 from pfld.evaluation.report import write_report
 from pfld.evaluation.scores import metrics_table
-from pfld.inference import ModelSpec, TorchLandmarkModel, load_checkpoint
+from pfld.inference import LandmarkModel, ModelSpec, TorchLandmarkModel, load_checkpoint
 from pfld.io.digest import sha256_file
 
 #: Input settings a checkpoint fixes (its data description); the data config's values are replaced.
@@ -20,7 +22,8 @@ INPUT_KEYS: tuple[str, ...] = ("input_size", "channels", "crop_scale", "mean", "
 
 
 def check_compatible(spec: ModelSpec, data: DictConfig, checkpoint: str) -> None:
-    """Refuse a data set whose points differ from the checkpoint's (count, then scheme name)."""
+    """Refuse a data set whose points differ from the checkpoint's (count, then scheme name): export
+    calibrates and gates on the model's own points (``evaluate.py`` scores through a mapping instead)."""
     scheme = instantiate(data.scheme)
     if spec.num_points != scheme.num_points:
         raise ValueError(
@@ -32,6 +35,27 @@ def check_compatible(spec: ModelSpec, data: DictConfig, checkpoint: str) -> None
         raise ValueError(
             f"{checkpoint} was trained on scheme {spec.scheme!r} but the data's is {scheme.name!r}"
         )
+
+
+def data_mapping(spec: ModelSpec, data: DictConfig, checkpoint: str) -> SchemeMapping | None:
+    """None when the data's scheme is the checkpoint's; else the mapping from the data's scheme to the
+    checkpoint's (a file in ``data.mappings`` first, then the shipped ones), whose points are scored
+    (`MappedModel`). Refuses schemes that no mapping relates."""
+    scheme = instantiate(data.scheme)
+    if spec.scheme == scheme.name and spec.num_points == scheme.num_points:
+        return None
+    for path in data.get("mappings") or ():
+        mapping = read_mapping(path)
+        if mapping.source.name == scheme.name and mapping.target.name == spec.scheme:
+            return mapping
+    try:
+        return load_mapping(scheme.name, spec.scheme)
+    except ValueError as error:
+        raise ValueError(
+            f"{checkpoint} predicts {spec.num_points} {spec.scheme!r} points but the data's scheme "
+            f"{scheme.name!r} has {scheme.num_points}, and {error}; or choose a data set with the "
+            "checkpoint's scheme (data=<name>)"
+        ) from None
 
 
 def adopt_input(data: DictConfig, spec: ModelSpec) -> None:
@@ -56,26 +80,37 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     scored: a zoo card finds the commit that held it) and ``normalization`` added.
     """
     checkpoint = str(cfg.ckpt)
-    model = TorchLandmarkModel(*load_checkpoint(checkpoint, with_pose=None))
-    spec = model.spec
-    check_compatible(spec, cfg.data, checkpoint)
-    adopt_input(cfg.data, spec)
+    model: LandmarkModel = TorchLandmarkModel(*load_checkpoint(checkpoint, with_pose=None))
+    mapping = data_mapping(model.spec, cfg.data, checkpoint)
+    adopt_input(cfg.data, model.spec)
     datamodule: LandmarkDataModule = instantiate(cfg.data)
     datamodule.setup("validate")
+    scored_points = None
+    if mapping is not None:
+        model = MappedModel(model, mapping, datamodule.normalization, datamodule.normalization_pair)
+        scored_points = mapping.used
+        print(
+            f"scoring {model.spec.num_points}-point {mapping.source.name!r} faces through {mapping.where}: "
+            f"{int(mapping.used.sum())} of their points, {mapping.derived.sum()} of them means of the "
+            f"model's; NME {datamodule.normalization}"
+        )
     folder = Path(cfg.out)
     summary = write_report(
         model,
         datamodule.val_dataloader(),
-        spec.nme_normalization,
+        model.spec.nme_normalization,
         folder,
         subsets=datamodule.val_subsets,
         threshold=cfg.failure_threshold,
+        points=scored_points,
     )
     summary |= {
         "checkpoint": checkpoint,
         "checkpoint_sha256": sha256_file(checkpoint),
-        "normalization": spec.normalization_mode,
+        "normalization": model.spec.normalization_mode,
     }
+    if mapping is not None:
+        summary |= {"scheme": mapping.source.name, "mapping": mapping.where}
     (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = metrics_table(summary)
     (folder / "metrics.md").write_text(f"# {checkpoint}\n\n{table}\n")

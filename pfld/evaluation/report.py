@@ -24,11 +24,15 @@ def scored(
     normalization: Normalization,
     threshold: float = 0.10,
     subsets: Mapping[str, np.ndarray] | None = None,
+    points: np.ndarray | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
     """Predict over ``loader`` and score: `predict`'s output, each face's NME (N,), the groups
     (`face_groups`; ``subsets`` e.g. the datamodule's ``val_subsets``) and `summarize`'s dict (NME, FR
-    and AUC at ``threshold``, face counts, NME by group, pose error when the model gives angles)."""
+    and AUC at ``threshold``, face counts, NME by group, pose error when the model gives angles).
+    ``points``: (K,) bool, the points scored (None: all; a `MappedModel` scores those it maps)."""
     out = predict(model, loader)
+    if points is not None:
+        out["visible"] = out["visible"] & torch.as_tensor(points, dtype=torch.bool)
     errors = face_errors(out, normalization)  # (N,)
     groups = face_groups(out, loader.dataset.faces, subsets)
     return out, errors, groups, summarize(out, errors, groups, threshold)
@@ -53,6 +57,7 @@ def write_report(
     name: str = "val",
     subsets: Mapping[str, np.ndarray] | None = None,
     threshold: float = 0.10,
+    points: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Score ``model`` over ``loader`` (unshuffled, evaluation transform; see `scored`), then write
     ``<name>_ced.png`` (CED of all faces and of each subset), ``<name>_predictions.png`` (the worst and
@@ -61,7 +66,7 @@ def write_report(
     Returns `summarize`'s dict.
     """
     folder = Path(folder)
-    out, errors, groups, summary = scored(model, loader, normalization, threshold, subsets)
+    out, errors, groups, summary = scored(model, loader, normalization, threshold, subsets, points)
     curves = {
         label: scored_nmes(errors[member])
         for label, member in groups.items()

@@ -614,8 +614,9 @@ def test_pseudo_labels_complete_kaggle_faces_in_their_own_scheme_from_a_68_point
 def test_a_68_point_model_is_scored_on_five_point_faces_through_its_derived_points(
     tmp_path, tiny_checkpoint, five, embedded_shapes, capsys
 ):
-    """scripts/derived_nme.py: each face's error over its five annotated points, the model's eye centres
-    the means of its six eye points, over the *annotated* eye-centre distance; MTFL's pose classes."""
+    """scripts/derived_nme.py and evaluate.py data=mtfl5: each face's error over its five annotated points,
+    the model's eye centres the means of its six eye points, over the *annotated* eye-centre distance;
+    MTFL's pose classes."""
     import sys
 
     from pfld.cli.data import main as prepare_main
@@ -649,6 +650,14 @@ def test_a_68_point_model_is_scored_on_five_point_faces_through_its_derived_poin
     expected = np.linalg.norm(truth - guessed, axis=2).mean(axis=1) / pupils
     scored = json.loads(report.read_text())
     np.testing.assert_allclose(scored["models"]["a"]["nme"], expected, atol=2e-5)
+    # evaluate.py data=mtfl5 scores the same way: the model's eye centres, the annotated pupils
+    from pfld.evaluation.checkpoint import evaluate
+    from tests.conftest import compose_config
+
+    overrides = [f"ckpt={tiny_checkpoint}", "data=mtfl5", f"paths.data_dir={tmp_path}", "data.num_workers=0"]
+    summary = evaluate(compose_config("evaluate", overrides, tmp_path / "evaluated"))
+    assert summary["faces"] == 6 and summary["normalization"] == "inter_pupil"
+    assert summary["nme"] == pytest.approx(expected.mean(), abs=2e-5)
     assert scored["models"]["a"]["groups"]["left_profile"][1] == 2  # head pose 1 of faces 0 and 3
     assert scored["pairs"] == [{"a": "a", "b": "b", "mean": 0.0, "se": 0.0, "b_better": 0.0}]
     assert "| b - a | +0.00000 |" in capsys.readouterr().out

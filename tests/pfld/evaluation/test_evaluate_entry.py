@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import open_dict
 
@@ -83,11 +84,46 @@ def test_evaluate_reports_each_validation_source(checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_refuses_data_with_other_points(checkpoint, tmp_path):
-    # WFLW has 98 points; the refusal comes before its (absent) prepared folders are read
-    with pytest.raises(ValueError, match="predicts 68 points .* has 98"):
-        evaluate(compose_evaluate([f"ckpt={checkpoint}", "data=wflw"], tmp_path))
+    # Kaggle's 15 points: no mapping relates them to 68; the refusal comes before any data is read
+    with pytest.raises(ValueError, match="predicts 68 'ibug68' points .* 'kaggle15' has 15.*shipped"):
+        evaluate(compose_evaluate([f"ckpt={checkpoint}", "data=kaggle"], tmp_path))
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         evaluate(compose_evaluate([f"ckpt={tmp_path / 'none.ckpt'}"], tmp_path))
+
+
+@pytest.mark.slow
+def test_a_68_point_model_is_scored_on_wflw_faces_at_the_points_the_mapping_relates(checkpoint, tmp_path):
+    """WFLW's 98 points hold the 68 one to one (wflw98 -> ibug68); the other 30 are not scored, and the
+    NME is over WFLW's own outer eye corners (60, 72)."""
+    from hydra.utils import instantiate
+
+    from pfld.cli.data import main as prepare_main
+    from pfld.data.schemes.mapping import load_mapping
+    from pfld.evaluation import predict
+    from pfld.inference import TorchLandmarkModel, load_checkpoint
+    from tests.conftest import FIXTURES
+
+    prepare_main(["wflw", "--root", str(FIXTURES / "wflw"), "--out", str(tmp_path / "data" / "wflw")])
+    cfg = compose_evaluate(
+        [f"ckpt={checkpoint}", "data=wflw", f"paths.data_dir={tmp_path / 'data'}", "data.num_workers=0"],
+        tmp_path / "out",
+    )
+    summary = evaluate(cfg)
+    assert summary["scheme"] == "wflw98" and summary["mapping"].endswith("wflw98-ibug68.yaml")
+    assert summary["unscored"] == 0 and (tmp_path / "out" / "val_predictions.png").stat().st_size > 1000
+
+    datamodule = instantiate(cfg.data)  # the same crops, the model's own 68 points, mapped by hand
+    datamodule.setup("validate")
+    out = predict(TorchLandmarkModel(*load_checkpoint(checkpoint)), datamodule.val_dataloader())
+    direct = load_mapping("wflw98", "ibug68").direct  # (98,) the 68-point index, -1 where none
+    wflw = np.flatnonzero(direct >= 0)
+    assert len(wflw) == 68
+    truth, guessed = out["landmarks"].numpy()[:, wflw], out["predictions"].numpy()[:, direct[wflw]]
+    corners = out["landmarks"].numpy()[:, [60, 72]]
+    expected = np.linalg.norm(truth - guessed, axis=-1).mean(-1) / np.linalg.norm(
+        corners[:, 0] - corners[:, 1], axis=-1
+    )
+    assert summary["nme"] == pytest.approx(expected.mean(), rel=1e-5)
 
 
 #: Each data set's scheme and point count.
@@ -96,6 +132,7 @@ SCHEMES = {
     "300w": ("ibug68", 68),
     "wflw": ("wflw98", 98),
     "shared": ("ibug68", 68),
+    "mtfl5": ("five_point", 5),
 }
 
 

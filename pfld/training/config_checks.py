@@ -47,6 +47,7 @@ def check_train_config(cfg: DictConfig) -> None:
     problems += model_problems(cfg)
     problems += checkpoint_problems(cfg)
     problems += cpu_problems(cfg)
+    problems += ema_problems(cfg)
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
         raise ConfigError(
@@ -62,6 +63,16 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
         if cfg.get(group) is not None:
             _walk(OmegaConf.to_container(cfg[group], resolve=False), group, problems)
     return problems
+
+
+def ema_problems(cfg: DictConfig) -> list[str]:
+    """``ema``: null (off) or a decay strictly between 0 and 1 (`pfld.training.ema.EMA`)."""
+    decay = cfg.get("ema")
+    if decay is None:
+        return []
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
+        return [f"ema: {decay!r} is not a decay; give one in (0, 1), e.g. ema=0.999, or ema=null (off)"]
+    return []
 
 
 CPU_KEYS: tuple[str, ...] = ("threads", "adapt_every_s")

@@ -23,6 +23,7 @@ from pfld.evaluation import group_table, write_report
 from pfld.inference import ModelSpec, TorchLandmarkModel
 from pfld.metrics import nme
 from pfld.training.config_checks import check_train_config
+from pfld.training.ema import EMA
 from pfld.training.module import PFLDModule
 from pfld.training.preemption import PreemptionCheckpoint, ResumeState, exit_status, resolve_ckpt_path
 from pfld.training.tracking import finish_wandb, write_metrics
@@ -174,6 +175,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks: list[Callback] = [
         *_instantiate_all(cfg.get("callbacks")),
         *plan_threads_and_workers(cfg, datamodule),
+        *([EMA(cfg.ema)] if cfg.get("ema") is not None else []),
         ResumeState(),  # where in its epoch a checkpoint was taken, and the random states: exact resumes
     ]
     loggers: list[Logger] = _instantiate_all(cfg.get("logger"))

@@ -54,6 +54,8 @@ BAD_CONFIGS = {
     "zero threads": ("cpu.threads=0", r"cpu\.threads must be 'auto' or an integer >= 1, got 0"),
     "bad adapt interval": ("cpu.adapt_every_s=-5", r"cpu\.adapt_every_s must be a positive number"),
     "workers not a number": ("data.num_workers=some", r"data\.num_workers must be 'auto' or an integer >= 0"),
+    "ema of 1": ("ema=1.0", r"ema: 1\.0 is not a decay; give one in \(0, 1\)"),
+    "ema not a number": ("ema=true", r"ema: True is not a decay"),
     "missing checkpoint": (
         "ckpt_path=/nowhere/last.ckpt",
         r"ckpt_path=/nowhere/last\.ckpt: checkpoint not found",

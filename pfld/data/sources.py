@@ -12,7 +12,7 @@ import numpy as np
 from pfld.data.cache import FaceCache, build_face_cache
 from pfld.data.records import FaceRecord
 from pfld.data.schemes import LandmarkScheme
-from pfld.data.schemes.mapping import SchemeMapping, load_mapping, read_mapping
+from pfld.data.schemes.mapping import SchemeMapping, find_mapping
 
 #: A source of faces: a reader returning annotations (prepared here, in memory) or a prepared split
 #: (`pfld.data.store.load_faces`), with its arguments bound.
@@ -30,12 +30,8 @@ def mapping_for(
     file for the same points) are taken as they are, as before schemes were recorded."""
     if faces.scheme in ("", scheme.name):
         return None
-    for path in mapping_files:
-        mapping = read_mapping(path)
-        if mapping.source.name == faces.scheme and mapping.target.name == scheme.name:
-            return mapping
     try:
-        return load_mapping(faces.scheme, scheme.name)
+        return find_mapping(faces.scheme, scheme.name, mapping_files)
     except ValueError as error:
         if faces.num_points == scheme.num_points:
             print(

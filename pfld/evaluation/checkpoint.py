@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, open_dict
 
 from pfld.data.datamodule import LandmarkDataModule
-from pfld.data.schemes.mapping import SchemeMapping, load_mapping, read_mapping
+from pfld.data.schemes.mapping import SchemeMapping, find_mapping
 from pfld.evaluation.mapped import MappedModel
 from pfld.evaluation.report import write_report
 from pfld.evaluation.scores import metrics_table
@@ -44,12 +44,8 @@ def data_mapping(spec: ModelSpec, data: DictConfig, checkpoint: str) -> SchemeMa
     scheme = instantiate(data.scheme)
     if spec.scheme == scheme.name and spec.num_points == scheme.num_points:
         return None
-    for path in data.get("mappings") or ():
-        mapping = read_mapping(path)
-        if mapping.source.name == scheme.name and mapping.target.name == spec.scheme:
-            return mapping
     try:
-        return load_mapping(scheme.name, spec.scheme)
+        return find_mapping(scheme.name, spec.scheme, data.get("mappings") or ())
     except ValueError as error:
         raise ValueError(
             f"{checkpoint} predicts {spec.num_points} {spec.scheme!r} points but the data's scheme "

@@ -21,6 +21,7 @@ it is the same weighted mean of its predicted points (see `pfld.data.mixed`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -123,6 +124,17 @@ def load_mapping(source: str | Path, target: str | Path, path: str | Path | None
             f"{load_scheme(source).name!r} to {load_scheme(target).name!r}"
         )
     return mapping
+
+
+def find_mapping(source: str | Path, target: str | Path, files: Sequence[str | Path] = ()) -> SchemeMapping:
+    """The mapping from scheme ``source`` to ``target``: the first of ``files`` (e.g. ``data.mappings``)
+    between them, else the shipped one (`load_mapping`, ValueError when there is none)."""
+    source_name, target_name = load_scheme(source).name, load_scheme(target).name
+    for path in files:
+        mapping = read_mapping(path)
+        if mapping.source.name == source_name and mapping.target.name == target_name:
+            return mapping
+    return load_mapping(source_name, target_name)
 
 
 def available_mappings() -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""`evaluate(cfg)`: score a training checkpoint on a data set's validation split and write the report."""
+"""`evaluate(cfg)`: score a training checkpoint or an exported ONNX model on a data set's validation split
+and write the report."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pfld.data.schemes.mapping import SchemeMapping, find_mapping
 from pfld.evaluation.mapped import MappedModel
 from pfld.evaluation.report import write_report
 from pfld.evaluation.scores import metrics_table
-from pfld.inference import LandmarkModel, ModelSpec, TorchLandmarkModel, load_checkpoint
+from pfld.inference import ModelSpec
+from pfld.inference.models import load_landmark_model
 from pfld.io.digest import sha256_file
 
 #: Input settings a checkpoint fixes (its data description); the data config's values are replaced.
@@ -69,14 +71,14 @@ def adopt_input(data: DictConfig, spec: ModelSpec) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.ckpt`` on ``cfg.data``'s validation split; write ``metrics.json``, ``metrics.md``,
+    """Evaluate ``cfg.ckpt`` (a ``.ckpt`` or an exported ``.onnx``) on ``cfg.data``'s validation split; write ``metrics.json``, ``metrics.md``,
     ``val_ced.png``, ``val_predictions.png`` and ``val_groups.md`` to ``cfg.out``; print the table.
 
     Returns `summarize`'s dict with ``checkpoint``, its ``checkpoint_sha256`` (which version of the file was
     scored: a zoo card finds the commit that held it) and ``normalization`` added.
     """
     checkpoint = str(cfg.ckpt)
-    model: LandmarkModel = TorchLandmarkModel(*load_checkpoint(checkpoint, with_pose=None))
+    model = load_landmark_model(checkpoint, with_pose=None)  # a .ckpt, or an exported .onnx
     mapping = data_mapping(model.spec, cfg.data, checkpoint)
     adopt_input(cfg.data, model.spec)
     datamodule: LandmarkDataModule = instantiate(cfg.data)

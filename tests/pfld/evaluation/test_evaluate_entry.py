@@ -87,8 +87,23 @@ def test_evaluate_refuses_data_with_other_points(checkpoint, tmp_path):
     # Kaggle's 15 points: no mapping relates them to 68; the refusal comes before any data is read
     with pytest.raises(ValueError, match="predicts 68 'ibug68' points .* 'kaggle15' has 15.*shipped"):
         evaluate(compose_evaluate([f"ckpt={checkpoint}", "data=kaggle"], tmp_path))
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="none.ckpt: model not found"):
         evaluate(compose_evaluate([f"ckpt={tmp_path / 'none.ckpt'}"], tmp_path))
+
+
+@pytest.mark.slow
+def test_an_exported_onnx_model_is_scored_like_its_checkpoint(checkpoint, tmp_path):
+    from export.onnx_export import export_onnx
+    from pfld.inference import load_checkpoint
+
+    model, spec = load_checkpoint(checkpoint)
+    onnx = export_onnx(model, tmp_path / "model.onnx", spec.to_metadata()).path
+    common = ["data.num_workers=0"]
+    torch_scores = evaluate(compose_evaluate([f"ckpt={checkpoint}", *common], tmp_path / "ckpt"))
+    onnx_scores = evaluate(compose_evaluate([f"ckpt={onnx}", *common], tmp_path / "onnx"))
+    assert onnx_scores["faces"] == torch_scores["faces"] == 160 and onnx_scores["checkpoint"] == str(onnx)
+    assert onnx_scores["nme"] == pytest.approx(torch_scores["nme"], abs=1e-5)
+    assert onnx_scores["by_group"].keys() == torch_scores["by_group"].keys()
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -45,6 +45,9 @@ class LandmarkDataModule(L.LightningDataModule):
         train_shares: the share of each ``train`` source in the batches (normalised to sum 1), drawn
             with replacement; None: every face once per epoch (shares proportional to the sources' sizes).
             E.g. ``[1, 1, 1, 0.5]`` gives a large set of five-point faces a third of each batch.
+        oversample: class name (`FACE_CLASSES`, e.g. ``profile``) -> factor: training faces of that
+            class are drawn ``factor`` times as often (with replacement; a face in several listed
+            classes takes the largest factor), on top of ``train_shares``. None: no class is favoured.
         num_points: K the rest of the config (the model) expects; must equal the scheme's.
         input_size: side of the model's input in pixels.
         channels: the model's input channels: 3 (RGB) or 1 (grey). The crops stay RGB; a grey model's
@@ -86,6 +89,7 @@ class LandmarkDataModule(L.LightningDataModule):
         val_names: Sequence[str] | None = None,
         mappings: Sequence[str] = (),
         train_shares: Sequence[float] | None = None,
+        oversample: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         if not train:
@@ -123,7 +127,14 @@ class LandmarkDataModule(L.LightningDataModule):
                 f"({len(self.train_sources)}), not all zero; got {list(train_shares)}"
             )
         self.train_shares = None if train_shares is None else [float(w) for w in train_shares]
-        #: (N,) the sampling weight of each training face (from ``train_shares``), or None.
+        for name, factor in (oversample or {}).items():
+            if name not in FACE_CLASSES or not float(factor) > 0:
+                raise ValueError(
+                    f"data.oversample: {name}={factor}: give a face class ({', '.join(FACE_CLASSES)}) "
+                    "and a factor > 0"
+                )
+        self.oversample = {str(k): float(v) for k, v in (oversample or {}).items()}
+        #: (N,) the sampling weight of each training face (``train_shares``, ``oversample``), or None.
         self.sample_weights: np.ndarray | None = None
         #: (epoch, batches trained in it by all processes) of a resumed checkpoint
         #: (`pfld.training.preemption.ResumeState`).
@@ -201,7 +212,28 @@ class LandmarkDataModule(L.LightningDataModule):
             )
             shown = ", ".join(f"{share:.0%} from {n}" for n, share in zip(sizes, shares, strict=True))
             print(f"training batches drawn from the train sources in shares: {shown} faces")
-        return concat_faces(with_pose_flag(parts, self.pose_thresholds))
+        faces = concat_faces(with_pose_flag(parts, self.pose_thresholds))
+        if self.oversample:
+            self.sample_weights = self._oversampled(faces)
+        return faces
+
+    def _oversampled(self, faces: FaceCache) -> np.ndarray:
+        """(N,) sampling weights: ``sample_weights`` (or uniform) times each face's ``oversample``
+        factor; prints each class's share of the faces and of the draws."""
+        members = class_memberships(faces, self.pose_thresholds).astype(bool)
+        factor = np.ones(len(faces))
+        for name, times in self.oversample.items():
+            member = members[:, FACE_CLASSES.index(name)]
+            factor[member] = np.maximum(factor[member], times)
+        base = self.sample_weights if self.sample_weights is not None else np.full(len(faces), 1.0)
+        weights = base * factor
+        shares = ", ".join(
+            f"{name} {members[:, FACE_CLASSES.index(name)].mean():.1%} of the faces -> "
+            f"{weights[members[:, FACE_CLASSES.index(name)]].sum() / weights.sum():.1%} of the draws"
+            for name in self.oversample
+        )
+        print(f"oversampling: {shares}")
+        return weights
 
     def _mapping_for(self, faces: FaceCache) -> SchemeMapping | None:
         return mapping_for(faces, self.scheme, self.mapping_files)

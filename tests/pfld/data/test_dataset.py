@@ -185,3 +185,28 @@ def test_a_face_without_enough_pose_points_has_no_pose_target():
     assert int(sample["visible"].sum()) == 4 and not bool(sample["pose_valid"])
     assert torch.equal(sample["angles"], torch.zeros(3))
     assert sample["classes"][1] == 1, "a face of unknown pose counts as frontal, never weight zero"
+
+
+def test_oversampling_draws_a_class_factor_times_as_often(embedded_dir, capsys):
+    plain = _module(embedded_dir)
+    plain.setup("fit")
+    profile = np.flatnonzero(_classes(plain)[:, FACE_CLASSES.index("profile")])
+    assert len(profile) == 1, "the first 96 sample faces hold one profile"
+    assert plain.sample_weights is None  # each face once an epoch
+
+    favoured = _module(embedded_dir, oversample={"profile": 20})
+    favoured.setup("fit")
+    assert "profile 1.0% of the faces -> 17.4% of the draws" in capsys.readouterr().out  # 20 / (95 + 20)
+    sampler = favoured.train_dataloader().sampler
+    drawn = np.concatenate([sampler.order(epoch).numpy() for epoch in range(50)])
+    assert len(drawn) == 50 * 96 and 0.14 < np.mean(drawn == profile[0]) < 0.21
+    with pytest.raises(ValueError, match="oversample: profil=2.*give a face class"):
+        _module(embedded_dir, oversample={"profil": 2})
+    with pytest.raises(ValueError, match="oversample: profile=0.*a factor > 0"):
+        _module(embedded_dir, oversample={"profile": 0})
+
+
+def _classes(datamodule: LandmarkDataModule) -> np.ndarray:
+    from pfld.data.attributes import class_memberships
+
+    return class_memberships(datamodule.train_faces, datamodule.pose_thresholds)

@@ -46,8 +46,9 @@ class LandmarkDataModule(L.LightningDataModule):
             with replacement; None: every face once per epoch (shares proportional to the sources' sizes).
             E.g. ``[1, 1, 1, 0.5]`` gives a large set of five-point faces a third of each batch.
         oversample: class name (`FACE_CLASSES`, e.g. ``profile``) -> factor: training faces of that
-            class are drawn ``factor`` times as often (with replacement; a face in several listed
-            classes takes the largest factor), on top of ``train_shares``. None: no class is favoured.
+            class are drawn ``factor`` times as often (below 1: less often; with replacement; a face in
+            several listed classes takes the largest factor), on top of ``train_shares``. None: no
+            class is favoured.
         num_points: K the rest of the config (the model) expects; must equal the scheme's.
         input_size: side of the model's input in pixels.
         channels: the model's input channels: 3 (RGB) or 1 (grey). The crops stay RGB; a grey model's
@@ -221,10 +222,11 @@ class LandmarkDataModule(L.LightningDataModule):
         """(N,) sampling weights: ``sample_weights`` (or uniform) times each face's ``oversample``
         factor; prints each class's share of the faces and of the draws."""
         members = class_memberships(faces, self.pose_thresholds).astype(bool)
-        factor = np.ones(len(faces))
+        factor = np.full(len(faces), np.nan)  # a face of no listed class keeps 1; of several, the largest
         for name, times in self.oversample.items():
             member = members[:, FACE_CLASSES.index(name)]
-            factor[member] = np.maximum(factor[member], times)
+            factor[member] = np.fmax(factor[member], times)
+        factor = np.nan_to_num(factor, nan=1.0)
         base = self.sample_weights if self.sample_weights is not None else np.full(len(faces), 1.0)
         weights = base * factor
         shares = ", ".join(

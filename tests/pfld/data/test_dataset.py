@@ -200,6 +200,9 @@ def test_oversampling_draws_a_class_factor_times_as_often(embedded_dir, capsys):
     sampler = favoured.train_dataloader().sampler
     drawn = np.concatenate([sampler.order(epoch).numpy() for epoch in range(50)])
     assert len(drawn) == 50 * 96 and 0.14 < np.mean(drawn == profile[0]) < 0.21
+    rarer = _module(embedded_dir, oversample={"profile": 0.5, "head_down": 1})  # a factor below 1 too
+    rarer.setup("fit")
+    assert rarer.sample_weights[profile[0]] == 0.5 and np.sum(rarer.sample_weights == 1) == 95
     with pytest.raises(ValueError, match="oversample: profil=2.*give a face class"):
         _module(embedded_dir, oversample={"profil": 2})
     with pytest.raises(ValueError, match="oversample: profile=0.*a factor > 0"):

@@ -166,7 +166,8 @@ def model_problems(cfg: DictConfig) -> list[str]:
 
 def checkpoint_problems(cfg: DictConfig) -> list[str]:
     """``ckpt_path`` (resume) and ``init_from`` (fine-tune): not both, each an existing pfld checkpoint;
-    a resumed checkpoint must have the config's point count, input size and backbone."""
+    a resumed checkpoint must have the config's point count, input size and backbone, and ``ema`` when
+    it was written with one."""
     resume, init = cfg.get("ckpt_path"), cfg.get("init_from")
     if resume and init:
         both = f"ckpt_path ({resume}) resumes a run and init_from ({init}) starts a new one from its weights"
@@ -174,12 +175,20 @@ def checkpoint_problems(cfg: DictConfig) -> list[str]:
     key, path = ("ckpt_path", resume) if resume else ("init_from", init)
     if not path:
         return []
-    hparams, problem = read_hyperparameters(path, key)
-    if problem:
-        return [problem]
+    try:
+        checkpoint = read_checkpoint(path, key)
+    except (OSError, ValueError) as error:
+        return [str(error)]
     if key == "init_from":
         return []  # another point count, size or width is what init_from is for
-    return _resume_mismatches(hparams, cfg, path)
+    problems = _resume_mismatches(checkpoint["hyper_parameters"], cfg, path)
+    if "current_model_state" in checkpoint and cfg.get("ema") is None:
+        problems.append(
+            f"ckpt_path={path} was written with ema (a moving average of the weights): resume with the "
+            "run's ema=<decay> too (ema=0.999 unless it set another), or the average would replace the "
+            "weights being trained"
+        )
+    return problems
 
 
 def read_hyperparameters(path: str | Path, key: str) -> tuple[dict[str, Any], str | None]:

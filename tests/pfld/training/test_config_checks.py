@@ -81,6 +81,17 @@ def test_unknown_top_level_key_is_refused_by_hydra(tmp_path):
         compose_train(["foo=1"], tmp_path)
 
 
+def test_resuming_a_run_that_kept_a_moving_average_needs_ema(tmp_path, no_work):
+    import torch
+
+    saved = torch.load(save_module_checkpoint(wflw_module(tmp_path), tmp_path / "w.ckpt"), weights_only=False)
+    torch.save(saved | {"current_model_state": saved["state_dict"]}, tmp_path / "ema.ckpt")  # as EMA writes
+    overrides = [*TINY_TRAINING, "data=wflw", f"ckpt_path={tmp_path / 'ema.ckpt'}"]
+    with pytest.raises(ConfigError, match=r"ema\.ckpt was written with ema .*resume with the run's ema"):
+        train(compose_train(overrides, tmp_path / "run"))
+    check_train_config(compose_train([*overrides, "ema=0.999"], tmp_path / "run"))  # with it: fine
+
+
 def test_resuming_a_checkpoint_of_another_point_count_suggests_init_from(tmp_path, no_work):
     checkpoint = save_module_checkpoint(wflw_module(tmp_path), tmp_path / "wflw.ckpt")
     cfg = compose_train([*TINY_TRAINING, f"ckpt_path={checkpoint}"], tmp_path / "run")

@@ -221,18 +221,18 @@ class LandmarkDataModule(L.LightningDataModule):
     def _oversampled(self, faces: FaceCache) -> np.ndarray:
         """(N,) sampling weights: ``sample_weights`` (or uniform) times each face's ``oversample``
         factor; prints each class's share of the faces and of the draws."""
-        members = class_memberships(faces, self.pose_thresholds).astype(bool)
+        classes = class_memberships(faces, self.pose_thresholds).astype(bool)
+        members = {name: classes[:, FACE_CLASSES.index(name)] for name in self.oversample}
         factor = np.full(len(faces), np.nan)  # a face of no listed class keeps 1; of several, the largest
         for name, times in self.oversample.items():
-            member = members[:, FACE_CLASSES.index(name)]
-            factor[member] = np.fmax(factor[member], times)
+            factor[members[name]] = np.fmax(factor[members[name]], times)
         factor = np.nan_to_num(factor, nan=1.0)
         base = self.sample_weights if self.sample_weights is not None else np.full(len(faces), 1.0)
         weights = base * factor
         shares = ", ".join(
-            f"{name} {members[:, FACE_CLASSES.index(name)].mean():.1%} of the faces -> "
-            f"{weights[members[:, FACE_CLASSES.index(name)]].sum() / weights.sum():.1%} of the draws"
-            for name in self.oversample
+            f"{name} {member.mean():.1%} of the faces -> "
+            f"{weights[member].sum() / weights.sum():.1%} of the draws"
+            for name, member in members.items()
         )
         print(f"oversampling: {shares}")
         return weights

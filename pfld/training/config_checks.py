@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_object
@@ -189,14 +188,6 @@ def checkpoint_problems(cfg: DictConfig) -> list[str]:
             "weights being trained"
         )
     return problems
-
-
-def read_hyperparameters(path: str | Path, key: str) -> tuple[dict[str, Any], str | None]:
-    """(the checkpoint's hyper-parameters, None), or ({}, a message naming ``key`` and the problem)."""
-    try:
-        return read_checkpoint(path, key)["hyper_parameters"], None
-    except (OSError, ValueError) as error:
-        return {}, str(error)
 
 
 def _resume_mismatches(hparams: dict[str, Any], cfg: DictConfig, path: str) -> list[str]:

@@ -60,7 +60,6 @@ class EMA(WeightAveraging):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema decay must be in (0, 1), got {decay}")
         super().__init__(use_buffers=True, multi_avg_fn=_Lerp(decay))
-        self.decay = decay
 
     @staticmethod
     def _fitting(trainer: pl.Trainer) -> bool:

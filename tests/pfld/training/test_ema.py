@@ -65,7 +65,7 @@ def _step(ema, trainer, module, seed):
     ema.on_train_batch_end(trainer, module, None, None, 0)
 
 
-def test_a_checkpoint_holds_the_average_and_a_resume_continues_both(tmp_path):
+def test_a_checkpoint_holds_the_average_and_a_resume_continues_both():
     trainer, module, ema = _Trainer(), _Tiny(), EMA(0.999)
     ema.setup(trainer, module, "fit")
     for seed in range(5):

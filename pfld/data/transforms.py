@@ -156,7 +156,8 @@ class ColorJitter:
 
 
 class FaceAugmentation:
-    """Training augmentation (see the module doc); probabilities 0 turn a step off.
+    """Training augmentation (see the module doc); probabilities 0 turn a step off. The defaults are
+    `conf/data/augmentation/light.yaml`'s.
 
     Args:
         input_size: side of the output in pixels (the policy crop's side in the loose crop).
@@ -175,13 +176,13 @@ class FaceAugmentation:
         self,
         input_size: int,
         flip_permutation: Sequence[int] | np.ndarray,
-        rotate_deg: float = 30.0,
+        rotate_deg: float = 15.0,
         scale: Sequence[float] = (0.9, 1.1),
         shift: float = 0.05,
         flip: float = 0.5,
         color: float = 0.5,
         blur: float = 0.2,
-        occlusion: float = 0.3,
+        occlusion: float = 0.1,
         grayscale: float = 0.05,
     ) -> None:
         if len(scale) != 2 or not 0 < scale[0] <= scale[1]:

@@ -94,3 +94,26 @@ def test_the_pose_nets_widths_are_a_setting(tmp_path):
     assert sum(p.numel() for p in narrow.backbone.parameters()) == sum(
         p.numel() for p in default.backbone.parameters()
     )
+
+
+def test_the_default_augmentation_is_the_transforms_default_and_heavy_is_the_old_one(tmp_path):
+    """conf/data/augmentation/light.yaml (the default) and `FaceAugmentation`'s keyword defaults say the
+    same; `data/augmentation=heavy` changes only the rotation and occlusion back, and a data config's
+    own augmentation settings (Kaggle's grey faces) still apply on top of either."""
+    import inspect
+
+    from pfld.data.transforms import FaceAugmentation
+
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(FaceAugmentation).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    light = dict(compose_train([], tmp_path).data.augmentation)
+    assert {k: tuple(v) if k == "scale" else v for k, v in light.items()} == defaults
+    heavy = dict(compose_train(["data/augmentation=heavy"], tmp_path).data.augmentation)
+    assert {k for k in light if light[k] != heavy[k]} == {"rotate_deg", "occlusion"}
+    assert (heavy["rotate_deg"], heavy["occlusion"]) == (30.0, 0.3)
+    for choice in ("light", "heavy"):
+        kaggle = compose_train(["data=kaggle", f"data/augmentation={choice}"], tmp_path).data.augmentation
+        assert kaggle.grayscale == 0.0 and kaggle.rotate_deg == {"light": 15.0, "heavy": 30.0}[choice]

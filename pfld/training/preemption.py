@@ -147,7 +147,9 @@ class ResumeState(L.Callback):
         if not state:
             return  # a checkpoint from before: the epoch restarts from its first batch
         datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "resume_position"):
+        if _epoch_ended(checkpoint):
+            pass  # saved after its epoch's last batch: the next epoch starts from its first face
+        elif datamodule is not None and hasattr(datamodule, "resume_position"):
             # every process trained that many batches: the order is skipped for all of them (a
             # DistributedSampler shards what is left the same way)
             batches = int(state["batches"]) * int(state.get("world_size", 1))
@@ -164,6 +166,15 @@ class ResumeState(L.Callback):
             )
         )
         torch.set_rng_state(state["torch"])
+
+
+def _epoch_ended(checkpoint: dict) -> bool:
+    """Whether ``checkpoint`` was written after the last batch of its epoch (``last.ckpt`` at an
+    epoch's end, or a signal during its last batch): Lightning then starts the next epoch, and skipping
+    the batches trained would empty it. The batch count alone cannot tell: with ``drop_last`` a whole
+    epoch leaves a partial batch of faces untrained."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+    return bool(progress.get("is_last_batch", False))
 
 
 def _numpy_state() -> dict[str, Any]:

@@ -122,3 +122,42 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     print(
         f"final val/nme: uninterrupted {uninterrupted['val/nme']:.5f}, killed and resumed {resumed['val/nme']:.5f}"
     )
+
+
+def test_a_run_resumed_from_an_epoch_end_trains_every_epoch_and_ends_bitwise_as_the_uninterrupted_run(
+    tmp_path,
+):
+    """``last.ckpt`` as written at an epoch's end, every batch of the training set in each epoch (no
+    ``limit_train_batches``): ``drop_last`` leaves a partial batch of faces untrained, so the batch count
+    alone looked like a mid-epoch stop, the next epoch skipped the faces of a whole one and ran empty,
+    and the resumed run trained one epoch fewer than asked."""
+    run = [
+        "logger=none",
+        "data.num_workers=0",
+        "trainer.max_epochs=3",
+        "trainer.limit_val_batches=1",
+        "validate_best=false",
+        "cpu.threads=1",
+        "callbacks.last_checkpoint.save_top_k=-1",  # keep each epoch's, to resume from the first
+        "callbacks.last_checkpoint.filename='end{epoch}'",
+        "+callbacks.last_checkpoint.auto_insert_metric_name=false",
+    ]
+    train(compose_train(run, tmp_path / "whole"))
+    ends = sorted((tmp_path / "whole" / "checkpoints").glob("end*.ckpt"))
+    assert len(ends) == 3, ends
+    first = torch.load(ends[0], map_location="cpu", weights_only=False)
+    batches = first["global_step"]
+    assert first["epoch"] == 0 and batches > 1
+    whole = torch.load(ends[-1], map_location="cpu", weights_only=False)
+
+    train(compose_train([*run, f"ckpt_path={ends[0]}"], tmp_path / "resumed"))
+    last = max((tmp_path / "resumed" / "checkpoints").glob("end*.ckpt"))
+    resumed = torch.load(last, map_location="cpu", weights_only=False)
+    assert resumed["epoch"] == whole["epoch"] == 2
+    assert resumed["global_step"] == whole["global_step"] == 3 * batches, (
+        "every epoch trained all its batches"
+    )
+    different = [
+        k for k in whole["state_dict"] if not torch.equal(whole["state_dict"][k], resumed["state_dict"][k])
+    ]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"

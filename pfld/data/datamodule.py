@@ -137,8 +137,8 @@ class LandmarkDataModule(L.LightningDataModule):
         self.oversample = {str(k): float(v) for k, v in (oversample or {}).items()}
         #: (N,) the sampling weight of each training face (``train_shares``, ``oversample``), or None.
         self.sample_weights: np.ndarray | None = None
-        #: (epoch, batches trained in it by all processes) of a resumed checkpoint
-        #: (`pfld.training.preemption.ResumeState`).
+        #: (epoch, batches trained in it by all processes) of a checkpoint saved inside an epoch
+        #: (`pfld.training.preemption.ResumeState` sets it, and leaves it None for an epoch's end).
         self.resume_position: tuple[int, int] | None = None
         #: The extra training targets of splits of other schemes (see `pfld.data.mixed`), and the scheme
         #: of the training faces: the model's, with those targets appended (the same when there are none).
@@ -284,8 +284,7 @@ class LandmarkDataModule(L.LightningDataModule):
             sampler = EpochSampler(len(self._require(faces)), self.seed, self.sample_weights)
             if self.resume_position is not None:
                 epoch, batches = self.resume_position
-                if batches * self.batch_size < len(faces):  # else the epoch had ended: start the next
-                    sampler.start_at(epoch, batches * self.batch_size)
+                sampler.start_at(epoch, batches * self.batch_size)
                 self.resume_position = None
         return WorkerLoader(
             self._dataset(faces, train),

@@ -147,9 +147,8 @@ class ResumeState(L.Callback):
         if not state:
             return  # a checkpoint from before: the epoch restarts from its first batch
         datamodule = getattr(trainer, "datamodule", None)
-        if _epoch_ended(checkpoint):
-            pass  # saved after its epoch's last batch: the next epoch starts from its first face
-        elif datamodule is not None and hasattr(datamodule, "resume_position"):
+        # saved after its epoch's last batch: nothing to skip, the next epoch starts from its first face
+        if not _epoch_ended(checkpoint) and hasattr(datamodule, "resume_position"):
             # every process trained that many batches: the order is skipped for all of them (a
             # DistributedSampler shards what is left the same way)
             batches = int(state["batches"]) * int(state.get("world_size", 1))

@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader
 
 from pfld.evaluation.figures import face_grid, plot_ced
 from pfld.evaluation.predictions import predict
-from pfld.evaluation.scores import face_errors, face_groups, group_table, summarize
+from pfld.evaluation.scores import breakdown_tables, face_errors, face_groups, nme_by_part, summarize
 from pfld.inference.models import LandmarkModel
 from pfld.io.images import write_image
-from pfld.metrics import Normalization, scored_nmes
+from pfld.metrics import Normalization, normalized_residuals, scored_nmes
 
 
 def scored(
@@ -28,14 +28,17 @@ def scored(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
     """Predict over ``loader`` and score: `predict`'s output, each face's NME (N,), the groups
     (`face_groups`; ``subsets`` e.g. the datamodule's ``val_subsets``) and `summarize`'s dict (NME, FR
-    and AUC at ``threshold``, face counts, NME by group, pose error when the model gives angles).
+    and AUC at ``threshold``, face counts, NME by group, by part of the face (the dataset's scheme's
+    ``groups``, `nme_by_part`), pose error when the model gives angles).
     ``points``: (K,) bool, the points scored (None: all; a `MappedModel` scores those it maps)."""
     out = predict(model, loader)
     if points is not None:
         out["visible"] = out["visible"] & torch.as_tensor(points, dtype=torch.bool)
     errors = face_errors(out, normalization)  # (N,)
     groups = face_groups(out, loader.dataset.faces, subsets)
-    return out, errors, groups, summarize(out, errors, groups, threshold)
+    residuals = normalized_residuals(out["predictions"], out["landmarks"], normalization, out["visible"])
+    by_part = nme_by_part(residuals, loader.dataset.scheme.groups)
+    return out, errors, groups, summarize(out, errors, groups, threshold, by_part)
 
 
 def score(
@@ -61,7 +64,8 @@ def write_report(
 ) -> dict[str, Any]:
     """Score ``model`` over ``loader`` (unshuffled, evaluation transform; see `scored`), then write
     ``<name>_ced.png`` (CED of all faces and of each subset), ``<name>_predictions.png`` (the worst and
-    the median faces) and ``<name>_groups.md`` (NME by group, see `face_groups`).
+    the median faces) and ``<name>_groups.md`` (NME by group, see `face_groups`, and by part of the
+    face, see `nme_by_part`).
 
     Returns `summarize`'s dict.
     """
@@ -74,5 +78,5 @@ def write_report(
     }
     plot_ced({k: v for k, v in curves.items() if v.numel()}, threshold, path=folder / f"{name}_ced.png")
     write_image(folder / f"{name}_predictions.png", face_grid(loader.dataset, out["predictions"], errors))
-    (folder / f"{name}_groups.md").write_text(group_table(summary["by_group"]) + "\n")
+    (folder / f"{name}_groups.md").write_text(breakdown_tables(summary) + "\n")
     return summary

@@ -1,4 +1,4 @@
-"""Landmark metrics: per-face NME, failure rate, CED curve and AUC and their torchmetrics wrapper; see
+"""Landmark metrics: per-face NME and normalised residuals, failure rate, CED curve and AUC and their torchmetrics wrapper; see
 `pfld.metrics` for the conventions (units, masks, the NaN policy)."""
 
 from __future__ import annotations
@@ -110,6 +110,18 @@ def normalizing_distance(
     return torch.where(scored, distance, torch.full_like(distance, float("nan")))
 
 
+def _distance(target: Tensor, normalization: Normalization, mask: Tensor) -> Tensor:
+    """(N,) `normalizing_distance` for `nme`'s ``normalization`` argument (a pair, or "box")."""
+    if isinstance(normalization, str):
+        if normalization != "box":
+            raise ValueError(
+                f"normalization must be a pair of point indices or 'box', got {normalization!r}; for "
+                "inter_ocular / inter_pupil pass the pair (see resolve_normalization)"
+            )
+        return normalizing_distance(target, "box", None, mask)
+    return normalizing_distance(target, "inter_ocular", tuple(normalization), mask)
+
+
 def nme(pred: Tensor, target: Tensor, normalization: Normalization, mask: Tensor | None = None) -> Tensor:
     """Normalised mean error of each face.
 
@@ -132,19 +144,24 @@ def nme(pred: Tensor, target: Tensor, normalization: Normalization, mask: Tensor
     """
     _check_landmarks(pred, target)
     mask = _full_mask(mask, pred).to(pred.device)
-    if isinstance(normalization, str):
-        if normalization != "box":
-            raise ValueError(
-                f"normalization must be a pair of point indices or 'box', got {normalization!r}; for "
-                "inter_ocular / inter_pupil pass the pair (see resolve_normalization)"
-            )
-        distance = normalizing_distance(target, "box", None, mask)
-    else:
-        distance = normalizing_distance(target, "inter_ocular", tuple(normalization), mask)
+    distance = _distance(target, normalization, mask)
     difference = torch.where(mask.unsqueeze(-1), pred - target, torch.zeros_like(pred))  # (N, K, 2)
     point_error = torch.linalg.vector_norm(difference, dim=-1)  # (N, K), 0 at unlabelled points
     labelled = mask.sum(dim=1).clamp(min=1).to(point_error.dtype)  # >= 2 where scored
     return point_error.sum(dim=1) / labelled / distance  # NaN where the distance is NaN (unscored)
+
+
+def normalized_residuals(
+    pred: Tensor, target: Tensor, normalization: Normalization, mask: Tensor | None = None
+) -> Tensor:
+    """(N, K, 2) ``pred - target`` of each point over its face's normalising distance (x then y, signed);
+    NaN at unlabelled points and on unscored faces. Arguments as `nme`'s; the length of a face's
+    residuals averaged over its labelled points is its `nme`."""
+    _check_landmarks(pred, target)
+    mask = _full_mask(mask, pred).to(pred.device)
+    distance = _distance(target, normalization, mask)
+    residual = (pred - target) / distance[:, None, None]
+    return torch.where(mask.unsqueeze(-1), residual, torch.full_like(residual, float("nan")))
 
 
 def scored_nmes(nmes: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ from pfld.cpu_budget import AUTO, AdaptiveThreads, cpu_computes_bf16, plan_cpu
 from pfld.data.attributes import FACE_CLASSES
 from pfld.data.datamodule import LandmarkDataModule
 from pfld.data.schemes import LandmarkScheme
-from pfld.evaluation import group_table, write_report
+from pfld.evaluation import breakdown_tables, write_report
 from pfld.inference import ModelSpec, TorchLandmarkModel
 from pfld.metrics import nme
 from pfld.training.config_checks import check_train_config
@@ -217,7 +217,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics |= {f"val/nme_{group}": row["nme"] for group, row in report["by_group"].items()}
         print(
             f"wrote val_ced.png, val_predictions.png and val_groups.md ({int(report['faces'])} faces) "
-            f"to {cfg.paths.output_dir}\n{group_table(report['by_group'])}"
+            f"to {cfg.paths.output_dir}\n{breakdown_tables(report)}"
         )
     metrics["val/nme_mean_shape"] = mean_shape_nme(datamodule)
     if "val/nme" in metrics:

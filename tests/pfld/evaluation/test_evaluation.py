@@ -15,6 +15,7 @@ from pfld.data.store import load_faces
 from pfld.evaluation import (
     face_grid,
     metrics_table,
+    nme_by_part,
     pose_mae,
     predict,
     worst_and_median,
@@ -75,6 +76,14 @@ def test_report_of_the_mean_shape_matches_the_baseline(tmp_path, datamodule):
     weighted = sum(groups[g]["nme"] * groups[g]["faces"] for g in ("frontal", "profile") if g in groups)
     assert abs(weighted / 40 - report["nme"]) < 1e-6
     assert "| frontal |" in (tmp_path / "val_groups.md").read_text()
+    # by part of the face: ibug68's groups cover each point once, so the point-weighted mean is the NME
+    parts = report["by_part"]
+    assert list(parts) == ["jaw", "right_brow", "left_brow", "nose", "right_eye", "left_eye", "mouth"]
+    assert sum(row["points"] for row in parts.values()) == 68
+    weighted = sum(row["nme"] * row["points"] for row in parts.values()) / 68
+    assert weighted == pytest.approx(report["nme"], abs=1e-6)
+    assert all(0 <= row["offset"] <= row["nme"] for row in parts.values())
+    assert "| jaw | 17 |" in (tmp_path / "val_groups.md").read_text()
 
 
 def test_report_breaks_down_by_validation_source(tmp_path, datamodule):
@@ -91,6 +100,23 @@ def test_report_breaks_down_by_validation_source(tmp_path, datamodule):
     assert common["faces"] == challenging["faces"] == 20
     assert (common["nme"] + challenging["nme"]) / 2 == pytest.approx(report["nme"])
     assert "| subset:challenging | 20 |" in (tmp_path / "val_groups.md").read_text()
+
+
+def test_parts_split_a_shared_shift_from_the_per_face_error():
+    # 4 faces, 3 points: point 0 is off by +0.1 in x on every face (a shared shift), point 1 by +0.1 and
+    # -0.1 on alternate faces (no shared shift), point 2 exact but unlabelled on two faces
+    residuals = torch.zeros(4, 3, 2)
+    residuals[:, 0, 0] = 0.1
+    residuals[:, 1, 0] = torch.tensor([0.1, -0.1, 0.1, -0.1])
+    residuals[:2, 2] = float("nan")
+    parts = nme_by_part(residuals, {"a": [0], "b": [1], "ab": [0, 1], "c": [2], "none": []})
+    assert parts["a"] == pytest.approx({"nme": 0.1, "offset": 0.1, "points": 1})
+    assert parts["b"] == pytest.approx({"nme": 0.1, "offset": 0.0, "points": 1})
+    assert parts["ab"] == pytest.approx({"nme": 0.1, "offset": 0.05, "points": 2})
+    assert parts["c"] == pytest.approx({"nme": 0.0, "offset": 0.0, "points": 1})
+    assert "none" not in parts
+    residuals[:, 2] = float("nan")
+    assert "c" not in nme_by_part(residuals, {"c": [2]})  # no labelled point
 
 
 def test_sources_are_named_by_their_split_folder_or_file():
@@ -144,10 +170,17 @@ def test_metrics_table_has_the_headline_metrics_and_groups():
         "faces": 10,
         "unscored": 1,
         "by_group": {"all": {"nme": 0.05, "faces": 9.0}},
+        "by_part": {"jaw": {"nme": 0.08, "offset": 0.02, "points": 17.0}},
         "pose_mae_deg": {"yaw": 3.0, "pitch": 2.0, "roll": 1.0, "faces": 9.0},
     }
     table = metrics_table(summary)
-    for row in ("| NME | 0.0500 |", "| FR@0.1 | 3.00% |", "| AUC@0.1 | 0.5000 |", "| all | 9 | 0.0500 |"):
+    for row in (
+        "| NME | 0.0500 |",
+        "| FR@0.1 | 3.00% |",
+        "| AUC@0.1 | 0.5000 |",
+        "| all | 9 | 0.0500 |",
+        "| jaw | 17 | 0.0800 | 0.0200 |",
+    ):
         assert row in table
     assert "| yaw MAE (deg, 9 faces) | 3.00 |" in table
 

@@ -15,6 +15,7 @@ from pfld.metrics import (
     ced_curve,
     failure_rate,
     nme,
+    normalized_residuals,
     normalizing_distance,
     resolve_normalization,
     scored_nmes,
@@ -134,6 +135,27 @@ def test_nme_full_mask_equals_no_mask() -> None:
     pred, target = _faces(5)
     full = torch.ones(5, 6, dtype=torch.bool)
     assert torch.equal(nme(pred, target, (0, 3), full), nme(pred, target, (0, 3)))
+
+
+@pytest.mark.parametrize("normalization", [(0, 1), "box"])
+def test_normalized_residuals_are_signed_and_average_to_the_nme(normalization) -> None:
+    pred, target = _faces(4)
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[1, 4] = False  # a hole: NaN there
+    mask[2, 0] = False  # an eye point missing: the face is unscored (pair mode), NaN everywhere
+    target[1, 4] = target[2, 0] = float("nan")
+    residuals = normalized_residuals(pred, target, normalization, mask)
+    assert residuals.shape == (4, 6, 2)
+    faces = nme(pred, target, normalization, mask)
+    lengths = torch.linalg.vector_norm(residuals, dim=-1).nanmean(dim=1)
+    scored = ~faces.isnan()
+    assert torch.allclose(lengths[scored], faces[scored])
+    assert residuals[1, 4].isnan().all() and not residuals[1, 3].isnan().any()
+    assert residuals[2].isnan().all() == (normalization != "box")
+    # signed: a face moved by +d in x has residual +d / distance at every point
+    shifted = normalized_residuals(target[:1] + torch.tensor([0.1, 0.0]), target[:1], (0, 1))
+    distance = torch.linalg.vector_norm(target[0, 0] - target[0, 1])
+    assert torch.allclose(shifted[0], torch.tensor([0.1, 0.0]) / distance)
 
 
 def test_nme_is_nan_when_an_eye_point_is_missing() -> None:

@@ -45,6 +45,11 @@ class LandmarkDataModule(L.LightningDataModule):
         train_shares: the share of each ``train`` source in the batches (normalised to sum 1), drawn
             with replacement; None: every face once per epoch (shares proportional to the sources' sizes).
             E.g. ``[1, 1, 1, 0.5]`` gives a large set of five-point faces a third of each batch.
+        train_repeats: how many times each ``train`` source's faces are listed in an epoch (a positive
+            integer per source; None: once each). Unlike ``train_shares`` nothing is drawn: every copy is
+            seen once an epoch, each with its own augmentation, so a cleaner source weighs more without
+            fewer distinct faces from the others (``[2, 1, 1]``: Helen's 300W photos twice an epoch
+            beside the ytf68 frames in ``data=shared``). Not combined with ``train_shares``.
         oversample: class name (`FACE_CLASSES`, e.g. ``profile``) -> factor: training faces of that
             class are drawn ``factor`` times as often (below 1: less often; with replacement; a face in
             several listed classes takes the largest factor), on top of ``train_shares``. None: no
@@ -91,6 +96,7 @@ class LandmarkDataModule(L.LightningDataModule):
         mappings: Sequence[str] = (),
         train_shares: Sequence[float] | None = None,
         oversample: Mapping[str, float] | None = None,
+        train_repeats: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not train:
@@ -128,6 +134,19 @@ class LandmarkDataModule(L.LightningDataModule):
                 f"({len(self.train_sources)}), not all zero; got {list(train_shares)}"
             )
         self.train_shares = None if train_shares is None else [float(w) for w in train_shares]
+        if train_repeats is not None and (
+            len(train_repeats) != len(self.train_sources)
+            or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in train_repeats)
+        ):
+            raise ValueError(
+                f"data.train_repeats must give one positive integer per train source "
+                f"({len(self.train_sources)}); got {list(train_repeats)}"
+            )
+        if train_repeats is not None and train_shares is not None:
+            raise ValueError(
+                "data.train_repeats and data.train_shares both weight the train sources: give one of them"
+            )
+        self.train_repeats = None if train_repeats is None else [int(r) for r in train_repeats]
         for name, factor in (oversample or {}).items():
             if name not in FACE_CLASSES or not float(factor) > 0:
                 raise ValueError(
@@ -205,6 +224,10 @@ class LandmarkDataModule(L.LightningDataModule):
         parts = [
             map_faces(part, mapping, self.derived) for part, mapping in zip(parts, mappings, strict=True)
         ]
+        if self.train_repeats is not None:
+            shown = ", ".join(f"{len(part)} x {r}" for part, r in zip(parts, self.train_repeats, strict=True))
+            print(f"training faces an epoch, by source: {shown}")
+            parts = [part for part, r in zip(parts, self.train_repeats, strict=True) for _ in range(r)]
         if self.train_shares is not None:
             shares = np.asarray(self.train_shares) / sum(self.train_shares)
             sizes = [len(part) for part in parts]

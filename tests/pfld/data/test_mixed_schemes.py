@@ -388,6 +388,43 @@ def test_train_shares_set_each_sources_share_of_the_batches(tmp_path, five, embe
         LandmarkDataModule(train=sources, scheme=IBUG, train_shares=[1])
 
 
+def test_train_repeats_list_a_sources_faces_several_times_an_epoch_each_augmented_anew(
+    tmp_path, five, embedded_shapes
+):
+    from pfld.data.datamodule import LandmarkDataModule
+    from pfld.data.store import load_faces
+
+    rng = np.random.default_rng(0)
+    faces = five_point_faces(embedded_shapes[:30], five)
+    faces = replace(
+        faces,
+        landmarks=embedded_shapes[:30].astype(np.float32),
+        scheme="ibug68",
+        images=rng.integers(0, 255, faces.images.shape, dtype=np.uint8),
+    )
+    save_faces(faces.subset(range(10)), tmp_path / "clean")
+    save_faces(faces.subset(range(10, 30)), tmp_path / "noisy")
+    sources = [lambda: load_faces(tmp_path / "clean"), lambda: load_faces(tmp_path / "noisy")]
+    module = LandmarkDataModule(
+        train=sources, val=sources[:1], scheme=IBUG, num_workers=0, train_repeats=[3, 1], batch_size=10
+    )
+    module.setup()
+    assert len(module.train_faces) == 50, "the clean source's 10 faces 3 times, the noisy one's 20 once"
+    batches = list(module.train_dataloader())
+    drawn = np.concatenate([batch["index"].numpy() for batch in batches])
+    assert sorted(drawn.tolist()) == list(range(50)), "every copy once an epoch, nothing drawn twice"
+    np.testing.assert_array_equal(module.train_faces.landmarks[0], module.train_faces.landmarks[10])
+    np.testing.assert_array_equal(module.train_faces.landmarks[30], faces.landmarks[10])
+    images = {int(i): image for batch in batches for i, image in zip(batch["index"], batch["image"])}
+    assert not torch.equal(images[0], images[10]), "a face's copies are augmented differently"
+    with pytest.raises(ValueError, match="one positive integer per train source"):
+        LandmarkDataModule(train=sources, scheme=IBUG, train_repeats=[2])
+    with pytest.raises(ValueError, match="one positive integer per train source"):
+        LandmarkDataModule(train=sources, scheme=IBUG, train_repeats=[2, 0])
+    with pytest.raises(ValueError, match="give one of them"):
+        LandmarkDataModule(train=sources, scheme=IBUG, train_repeats=[2, 1], train_shares=[1, 1])
+
+
 def _pseudo_labelled_faces(shapes: np.ndarray, five) -> FaceCache:
     """68-point faces whose left jaw (points 0-7, the subject's right) is a model's, the rest annotated."""
     from pfld.data.cache import ANNOTATED, PSEUDO

@@ -23,6 +23,7 @@ from pfld.data.schemes.mapping import SchemeMapping
 from pfld.data.sources import FaceSource, gather, mapping_for, source_names, subset_masks
 from pfld.data.splits import split_by_identity
 from pfld.data.transforms import build_eval_transform, build_train_transform
+from pfld.data.weighting import checked_weighting, oversampled, repeated, share_weights
 from pfld.metrics import NORMALIZATION_MODES
 
 
@@ -45,11 +46,10 @@ class LandmarkDataModule(L.LightningDataModule):
         train_shares: the share of each ``train`` source in the batches (normalised to sum 1), drawn
             with replacement; None: every face once per epoch (shares proportional to the sources' sizes).
             E.g. ``[1, 1, 1, 0.5]`` gives a large set of five-point faces a third of each batch.
-        train_repeats: how many times each ``train`` source's faces are listed in an epoch (a positive
-            integer per source; None: once each). Unlike ``train_shares`` nothing is drawn: every copy is
-            seen once an epoch, each with its own augmentation, so a cleaner source weighs more without
-            fewer distinct faces from the others (``[2, 1, 1]``: Helen's 300W photos twice an epoch
-            beside the ytf68 frames in ``data=shared``). Not combined with ``train_shares``.
+        train_repeats: times each ``train`` source's faces are listed in an epoch (positive integers;
+            None: once each). Nothing is drawn: each copy is seen once an epoch with its own augmentation,
+            so a cleaner source weighs more at no loss of the others' faces (``[2, 1, 1]`` in
+            ``data=shared``: Helen's 300W photos twice an epoch). Not combined with ``train_shares``.
         oversample: class name (`FACE_CLASSES`, e.g. ``profile``) -> factor: training faces of that
             class are drawn ``factor`` times as often (below 1: less often; with replacement; a face in
             several listed classes takes the largest factor), on top of ``train_shares``. None: no
@@ -124,36 +124,9 @@ class LandmarkDataModule(L.LightningDataModule):
         self.val_names = list(val_names) if val_names is not None else source_names(self.val_sources)
         self.scheme = scheme
         self.mapping_files = [str(m) for m in mappings]
-        if train_shares is not None and (
-            len(train_shares) != len(self.train_sources)
-            or any(not float(w) >= 0 for w in train_shares)
-            or not sum(train_shares) > 0
-        ):
-            raise ValueError(
-                f"data.train_shares must give one non-negative share per train source "
-                f"({len(self.train_sources)}), not all zero; got {list(train_shares)}"
-            )
-        self.train_shares = None if train_shares is None else [float(w) for w in train_shares]
-        if train_repeats is not None and (
-            len(train_repeats) != len(self.train_sources)
-            or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in train_repeats)
-        ):
-            raise ValueError(
-                f"data.train_repeats must give one positive integer per train source "
-                f"({len(self.train_sources)}); got {list(train_repeats)}"
-            )
-        if train_repeats is not None and train_shares is not None:
-            raise ValueError(
-                "data.train_repeats and data.train_shares both weight the train sources: give one of them"
-            )
-        self.train_repeats = None if train_repeats is None else [int(r) for r in train_repeats]
-        for name, factor in (oversample or {}).items():
-            if name not in FACE_CLASSES or not float(factor) > 0:
-                raise ValueError(
-                    f"data.oversample: {name}={factor}: give a face class ({', '.join(FACE_CLASSES)}) "
-                    "and a factor > 0"
-                )
-        self.oversample = {str(k): float(v) for k, v in (oversample or {}).items()}
+        self.train_shares, self.train_repeats, self.oversample = checked_weighting(
+            len(self.train_sources), train_shares, train_repeats, oversample
+        )
         #: (N,) the sampling weight of each training face (``train_shares``, ``oversample``), or None.
         self.sample_weights: np.ndarray | None = None
         #: (epoch, batches trained in it by all processes) of a checkpoint saved inside an epoch
@@ -225,40 +198,15 @@ class LandmarkDataModule(L.LightningDataModule):
             map_faces(part, mapping, self.derived) for part, mapping in zip(parts, mappings, strict=True)
         ]
         if self.train_repeats is not None:
-            shown = ", ".join(f"{len(part)} x {r}" for part, r in zip(parts, self.train_repeats, strict=True))
-            print(f"training faces an epoch, by source: {shown}")
-            parts = [part for part, r in zip(parts, self.train_repeats, strict=True) for _ in range(r)]
+            parts = repeated(parts, self.train_repeats)
         if self.train_shares is not None:
-            shares = np.asarray(self.train_shares) / sum(self.train_shares)
-            sizes = [len(part) for part in parts]
-            self.sample_weights = np.concatenate(
-                [np.full(n, share / n) for n, share in zip(sizes, shares, strict=True)]
-            )
-            shown = ", ".join(f"{share:.0%} from {n}" for n, share in zip(sizes, shares, strict=True))
-            print(f"training batches drawn from the train sources in shares: {shown} faces")
+            self.sample_weights = share_weights([len(part) for part in parts], self.train_shares)
         faces = concat_faces(with_pose_flag(parts, self.pose_thresholds))
         if self.oversample:
-            self.sample_weights = self._oversampled(faces)
+            self.sample_weights = oversampled(
+                faces, self.sample_weights, self.oversample, self.pose_thresholds
+            )
         return faces
-
-    def _oversampled(self, faces: FaceCache) -> np.ndarray:
-        """(N,) sampling weights: ``sample_weights`` (or uniform) times each face's ``oversample``
-        factor; prints each class's share of the faces and of the draws."""
-        classes = class_memberships(faces, self.pose_thresholds).astype(bool)
-        members = {name: classes[:, FACE_CLASSES.index(name)] for name in self.oversample}
-        factor = np.full(len(faces), np.nan)  # a face of no listed class keeps 1; of several, the largest
-        for name, times in self.oversample.items():
-            factor[members[name]] = np.fmax(factor[members[name]], times)
-        factor = np.nan_to_num(factor, nan=1.0)
-        base = self.sample_weights if self.sample_weights is not None else np.full(len(faces), 1.0)
-        weights = base * factor
-        shares = ", ".join(
-            f"{name} {member.mean():.1%} of the faces -> "
-            f"{weights[member].sum() / weights.sum():.1%} of the draws"
-            for name, member in members.items()
-        )
-        print(f"oversampling: {shares}")
-        return weights
 
     def _mapping_for(self, faces: FaceCache) -> SchemeMapping | None:
         return mapping_for(faces, self.scheme, self.mapping_files)

@@ -73,8 +73,7 @@ def nme_by_part(residuals: torch.Tensor, parts: Mapping[str, Sequence[int]]) -> 
     labelled = ~residuals[..., 0].isnan()  # (N, K)
     errors = torch.linalg.vector_norm(residuals, dim=-1)  # (N, K), NaN where unlabelled
     counts = labelled.sum(dim=0)  # (K,)
-    means = torch.where(labelled.unsqueeze(-1), residuals, torch.zeros_like(residuals)).sum(dim=0)
-    offsets = torch.linalg.vector_norm(means / counts.clamp(min=1).unsqueeze(-1), dim=-1)  # (K,)
+    offsets = torch.linalg.vector_norm(residuals.nanmean(dim=0), dim=-1)  # (K,), NaN where never labelled
     table = {}
     for name, members in parts.items():
         index = torch.as_tensor(list(members), dtype=torch.long)

@@ -1,5 +1,5 @@
-"""Landmark metrics: per-face NME and normalised residuals, failure rate, CED curve and AUC and their torchmetrics wrapper; see
-`pfld.metrics` for the conventions (units, masks, the NaN policy)."""
+"""Landmark metrics: per-face NME and normalised residuals, failure rate, CED curve and AUC and their
+torchmetrics wrapper; see `pfld.metrics` for the conventions (units, masks, the NaN policy)."""
 
 from __future__ import annotations
 

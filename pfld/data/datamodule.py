@@ -23,7 +23,7 @@ from pfld.data.schemes.mapping import SchemeMapping
 from pfld.data.sources import FaceSource, gather, mapping_for, source_names, subset_masks
 from pfld.data.splits import split_by_identity
 from pfld.data.transforms import build_eval_transform, build_train_transform
-from pfld.data.weighting import checked_weighting, oversampled, repeated, share_weights
+from pfld.data.weighting import checked_conventions, checked_weighting, oversampled, repeated, share_weights
 from pfld.metrics import NORMALIZATION_MODES
 
 
@@ -50,6 +50,9 @@ class LandmarkDataModule(L.LightningDataModule):
             None: once each). Nothing is drawn: each copy is seen once an epoch with its own augmentation,
             so a cleaner source weighs more at no loss of the others' faces (``[2, 1, 1]`` in
             ``data=shared``: Helen's 300W photos twice an epoch). Not combined with ``train_shares``.
+        train_conventions: each ``train`` source's annotation convention: 0 the reference (what the
+            model learns to predict), 1, 2, ... others, each corrected by a learned training-only
+            adapter (`pfld.training.conventions`); None: one convention.
         oversample: class name (`FACE_CLASSES`, e.g. ``profile``) -> factor: training faces of that
             class are drawn ``factor`` times as often (below 1: less often; with replacement; a face in
             several listed classes takes the largest factor), on top of ``train_shares``. None: no
@@ -97,6 +100,7 @@ class LandmarkDataModule(L.LightningDataModule):
         train_shares: Sequence[float] | None = None,
         oversample: Mapping[str, float] | None = None,
         train_repeats: Sequence[int] | None = None,
+        train_conventions: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not train:
@@ -127,6 +131,7 @@ class LandmarkDataModule(L.LightningDataModule):
         self.train_shares, self.train_repeats, self.oversample = checked_weighting(
             len(self.train_sources), train_shares, train_repeats, oversample
         )
+        self.train_conventions = checked_conventions(train_conventions, len(self.train_sources))
         #: (N,) the sampling weight of each training face (``train_shares``, ``oversample``), or None.
         self.sample_weights: np.ndarray | None = None
         #: (epoch, batches trained in it by all processes) of a checkpoint saved inside an epoch
@@ -170,6 +175,7 @@ class LandmarkDataModule(L.LightningDataModule):
             train, val = train.subset(train_indices), train.subset(val_indices)
             if self.sample_weights is not None:
                 self.sample_weights = self.sample_weights[train_indices]
+            self.face_conventions = self.face_conventions[train_indices]
             k = self.scheme.num_points
             sources = None if val.point_sources is None else val.point_sources[:, :k]
             teacher = None if val.teacher is None else val.teacher[:, :k]
@@ -197,8 +203,12 @@ class LandmarkDataModule(L.LightningDataModule):
         parts = [
             map_faces(part, mapping, self.derived) for part, mapping in zip(parts, mappings, strict=True)
         ]
+        conventions = self.train_conventions or [0] * len(parts)
         if self.train_repeats is not None:
             parts = repeated(parts, self.train_repeats)
+            conventions = [c for c, r in zip(conventions, self.train_repeats, strict=True) for _ in range(r)]
+        #: (N,) each training face's annotation convention (its source's ``train_conventions`` label)
+        self.face_conventions = np.concatenate([np.full(len(p), c) for p, c in zip(parts, conventions)])
         if self.train_shares is not None:
             self.sample_weights = share_weights([len(part) for part in parts], self.train_shares)
         faces = concat_faces(with_pose_flag(parts, self.pose_thresholds))
@@ -239,6 +249,7 @@ class LandmarkDataModule(L.LightningDataModule):
             self.profile_yaw_deg,
             self.head_pitch_deg,
             augment_seed=self.seed,
+            conventions=self.face_conventions if train and self.train_conventions else None,
         )
 
     @property
@@ -299,6 +310,11 @@ class LandmarkDataModule(L.LightningDataModule):
         if self.normalization == "inter_pupil":
             return self.scheme.pupils  # type: ignore[return-value]  # checked in __init__
         return self.scheme.eye_corners
+
+    @property
+    def num_conventions(self) -> int:
+        """How many annotation conventions the train sources use (1 without ``train_conventions``)."""
+        return max(self.train_conventions or [0]) + 1
 
     @property
     def pose_thresholds(self) -> PoseThresholds:

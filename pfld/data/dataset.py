@@ -38,6 +38,8 @@ class LandmarkDataset(Dataset):
     pseudo: (K,) bool, True where a point's label came from a model (`FaceCache.point_sources`), only
         when the faces carry sources; renumbered with the points on a flip (the transform's
         ``flip_permutation``), for a loss that weighs pseudo-labels differently (``pseudo_weight``).
+    convention, flipped: () int64 and () bool, the face's annotation convention (its train source's,
+        `pfld.training.conventions`) and whether the crop was mirrored, only when ``conventions`` is given.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class LandmarkDataset(Dataset):
         profile_yaw_deg: float = 30.0,
         head_pitch_deg: float = 20.0,
         augment_seed: int = 0,
+        conventions: np.ndarray | None = None,
     ) -> None:
         if faces.num_points != scheme.num_points:
             raise ValueError(
@@ -67,6 +70,9 @@ class LandmarkDataset(Dataset):
         self.indices = torch.arange(len(faces), dtype=torch.int64)
         self._seeded_in_process: int | None = None
         self.augment_seed = int(augment_seed)
+        if conventions is not None and len(conventions) != len(faces):
+            raise ValueError(f"{len(conventions)} conventions for {len(faces)} faces")
+        self.conventions = None if conventions is None else torch.as_tensor(conventions, dtype=torch.int64)
 
     def _seed_transform(self) -> None:
         """Seed the transform once per process from torch's seed: the run's seed in the main process,
@@ -108,6 +114,9 @@ class LandmarkDataset(Dataset):
         if teacher is not None:
             extras["teacher"] = torch.from_numpy(unit[k:])
             extras["teacher_visible"] = torch.from_numpy(~np.isnan(out.points[k:, 0]))
+        if self.conventions is not None:
+            extras["convention"] = self.conventions[index]
+            extras["flipped"] = torch.tensor(out.flipped)
         if self.faces.point_sources is not None:
             pseudo = self.faces.point_sources[index] == PSEUDO
             if out.flipped:

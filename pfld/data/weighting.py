@@ -1,6 +1,7 @@
 """How much each training source and face class weighs in an epoch: ``data.train_repeats`` (a source's
 faces listed several times, each copy seen once), ``data.train_shares`` (each source's share of the
-draws, with replacement) and ``data.oversample`` (a face class drawn more often, with replacement).
+draws, with replacement) and ``data.oversample`` (a face class drawn more often, with replacement); and
+``data.train_conventions``, each source's annotation convention (`pfld.training.conventions`).
 `pfld.data.datamodule.LandmarkDataModule` checks them when it is built and applies them to its faces."""
 
 from __future__ import annotations
@@ -51,6 +52,24 @@ def checked_weighting(
         None if train_repeats is None else [int(r) for r in train_repeats],
         {str(k): float(v) for k, v in (oversample or {}).items()},
     )
+
+
+def checked_conventions(conventions: Sequence[int] | None, sources: int) -> list[int] | None:
+    """``data.train_conventions`` as a list of ints, one per train source, with at least one 0 (the
+    reference); ValueError names the problem."""
+    if conventions is None:
+        return None
+    values = list(conventions)
+    if len(values) != sources or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in values):
+        raise ValueError(
+            f"data.train_conventions must give one integer >= 0 per train source ({sources}); got {values}"
+        )
+    if 0 not in values:
+        raise ValueError(
+            f"data.train_conventions {values} labels no source 0: the reference convention is what the "
+            "model predicts, so at least one train source must be annotated in it"
+        )
+    return values
 
 
 def repeated(parts: Sequence[FaceCache], repeats: Sequence[int]) -> list[FaceCache]:

@@ -22,6 +22,7 @@ class TrainingOutputs(NamedTuple):
     angles: torch.Tensor | None  # (B, 3) yaw, pitch, roll in radians; None without the pose net
     angle_logits: torch.Tensor | None  # (B, 3, bins) of a binned pose net, else None
     sigma: torch.Tensor | None  # (B, K, 2) in (0, 1): RLE's scale of each coordinate's error, else None
+    features: torch.Tensor | None = None  # (B, F) the head's pooled features (`MultiScaleHead.pooled`)
 
 
 class HeadPose(nn.Module):
@@ -159,7 +160,7 @@ class PFLD(nn.Module):
                 angles = self.auxiliary.expectation(logits)
         if self.uncertainty is not None:
             sigma = torch.sigmoid(float32_linear(self.uncertainty, features)).reshape(landmarks.shape)
-        return TrainingOutputs(landmarks, angles, logits, sigma)
+        return TrainingOutputs(landmarks, angles, logits, sigma, features)
 
     def without_auxiliary(self) -> PFLD:
         """A deep copy without the training-only parts (the pose net, RLE's scale head), for inference

@@ -162,6 +162,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         pseudo_weight=cfg.get("pseudo_weight", 1.0),
     )
     module.set_derived_points(datamodule.derived.weights)  # faces of other schemes (pfld.data.mixed)
+    module.set_conventions(  # the train sources' annotation conventions (pfld.training.conventions)
+        datamodule.num_conventions, datamodule.scheme.flip_permutation, cfg.get("convention_linear", True)
+    )
     if cfg.ckpt_path is None:
         module.initialize_from_data(
             datamodule.mean_shape(),

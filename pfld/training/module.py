@@ -10,7 +10,6 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 
 from pfld.data.mixed import extend_points, extend_sigma
 from pfld.data.normalize import model_input
@@ -19,39 +18,13 @@ from pfld.losses import pose_loss
 from pfld.losses.points import l1_loss, point_weights
 from pfld.metrics import NMEMetric, PoseErrorMetric, nme
 from pfld.models import PFLD
+from pfld.training.conventions import ConventionAdapters
 from pfld.training.finite_loss import NonFiniteLossError, non_finite_inputs, non_finite_loss_message
+from pfld.training.hparams import plain_config
 
 # The module normalises batches in `on_after_batch_transfer` (the model's input is its contract, see
 # `data` below); Lightning warns that a datamodule was passed too, whose default hook it then skips.
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`")
-
-
-#: ``_target_`` prefixes that moved when `pfld` was arranged by job (old -> new). Checkpoints written
-#: before keep the old ones in their hyper-parameters; of those, the schedule's is instantiated from them.
-MOVED_TARGETS: dict[str, str] = {"pfld.schedules.": "pfld.training.schedules."}
-
-
-def _plain(config: Mapping[str, Any] | DictConfig | None) -> dict[str, Any] | None:
-    """A plain dict of ``config``, its ``_target_`` entries (at any depth) renamed by `MOVED_TARGETS`."""
-    if config is None:
-        return None
-    if isinstance(config, DictConfig):
-        config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
-    return _current_targets(dict(config))  # type: ignore[arg-type]
-
-
-def _current_targets(node: Any) -> Any:
-    if isinstance(node, Mapping):
-        out = {key: _current_targets(value) for key, value in node.items()}
-        target = out.get("_target_")
-        if isinstance(target, str):
-            for old, new in MOVED_TARGETS.items():
-                if target.startswith(old):
-                    out["_target_"] = new + target.removeprefix(old)
-        return out
-    if isinstance(node, list):
-        return [_current_targets(value) for value in node]
-    return node
 
 
 class PFLDModule(L.LightningModule):
@@ -97,11 +70,11 @@ class PFLDModule(L.LightningModule):
             raise ValueError(f"pseudo_weight must be >= 0, got {pseudo_weight}")
         self.save_hyperparameters(
             {
-                "model": _plain(model),
-                "loss": _plain(loss),
-                "optimizer": _plain(optimizer),
-                "scheduler": _plain(scheduler),
-                "data": _plain(data),
+                "model": plain_config(model),
+                "loss": plain_config(loss),
+                "optimizer": plain_config(optimizer),
+                "scheduler": plain_config(scheduler),
+                "data": plain_config(data),
                 "channels_last": channels_last,
                 "distill_weight": float(distill_weight),
                 "pseudo_weight": float(pseudo_weight),
@@ -135,6 +108,8 @@ class PFLDModule(L.LightningModule):
         #: (D, K) weights of the training faces' derived points (see `pfld.data.mixed`); none by default.
         #: Not a buffer: it belongs to the run's data, not to the model a checkpoint keeps.
         self.derived_weights = torch.zeros(0, self.model.num_points)
+        #: Training-only corrections of the train sources' annotation conventions (`set_conventions`).
+        self.conventions: ConventionAdapters | None = None
 
     def set_derived_points(self, weights: np.ndarray | torch.Tensor) -> None:
         """Train on faces with D derived points after the K points (`pfld.data.mixed`): the prediction
@@ -145,6 +120,14 @@ class PFLDModule(L.LightningModule):
                 f"derived point weights must be (D, {self.model.num_points}), got {tuple(weights.shape)}"
             )
         self.derived_weights = weights
+
+    def set_conventions(self, conventions: int, flip_permutation: np.ndarray, linear: bool = True) -> None:
+        """Learn a correction for each of ``conventions`` - 1 annotation conventions besides the reference
+        (`pfld.training.conventions`), for batches that carry ``convention``. Set it on resume too."""
+        features = self.model.head.fc.in_features
+        self.conventions = (
+            ConventionAdapters(conventions, flip_permutation, features, linear) if conventions > 1 else None
+        )
 
     def _apply_model_requirements(self) -> None:
         """Give the model the parts its loss reads (RLE's scale head, a binned pose net), in the saved
@@ -203,6 +186,8 @@ class PFLDModule(L.LightningModule):
         images = self._layout(batch["image"])
         out = self.model.forward_train(images)  # (B, K, 2), (B, 3) radians or None, ...
         points, sigma = out.landmarks, out.sigma
+        if self.conventions is not None and "convention" in batch:  # each face in its source's convention
+            points = self.conventions(points, out.features, batch["convention"], batch["flipped"])
         if batch["landmarks"].shape[1] != points.shape[1]:  # faces with derived points after the K
             if batch["landmarks"].shape[1] != points.shape[1] + len(self.derived_weights):
                 raise ValueError(
@@ -233,7 +218,9 @@ class PFLDModule(L.LightningModule):
         if self.hparams.get("distill_weight", 0.0) > 0 and "teacher" in batch:
             # distillation: an L1 loss towards a teacher's points (pfld.teacher.pseudo_label), all points
             teacher = batch["teacher"]
-            student = points if teacher.shape[1] == points.shape[1] else out.landmarks
+            student = out.landmarks  # the reference convention's points, the teacher's too
+            if teacher.shape[1] == points.shape[1] > student.shape[1]:  # with the derived points
+                student = extend_points(student, self.derived_weights)
             loss = loss + self.hparams.distill_weight * l1_loss(
                 student, teacher[:, : student.shape[1]], batch["teacher_visible"][:, : student.shape[1]]
             )

@@ -56,9 +56,14 @@ def zoo_model(name: str = DEFAULT_MODEL, file: str = DEFAULT_FILE, zoo: Path = Z
     )
 
 
+#: State-dict entries that only the run itself reads (to resume): the annotation conventions' adapters
+#: (`pfld.training.conventions`), left out of a slim checkpoint.
+RUN_ONLY_PREFIXES = ("conventions.",)
+
+
 def slim_checkpoint(source: str | Path, target: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Write ``source``'s weights and hyper-parameters to ``target`` without its optimiser state and
-    training progress (`KEPT_KEYS`). ``dtype`` (e.g. ``torch.float16``) stores the model's floating-point
+    """Write ``source``'s weights and hyper-parameters to ``target`` without its optimiser state,
+    training progress (`KEPT_KEYS`) and run-only weights (`RUN_ONLY_PREFIXES`). ``dtype`` (e.g. ``torch.float16``) stores the model's floating-point
     weights rounded to it, half the file for float16; loading casts them back to the model's float32, so
     the rounded weights are what every later use (export, evaluation, ``init_from``) sees. None keeps
     them bit for bit."""
@@ -67,6 +72,7 @@ def slim_checkpoint(source: str | Path, target: str | Path, dtype: torch.dtype |
     slim["state_dict"] = {
         key: _stored(value, dtype if key.startswith(MODEL_PREFIX) else None)
         for key, value in checkpoint["state_dict"].items()
+        if not key.startswith(RUN_ONLY_PREFIXES)
     }
     atomic_save(target, lambda handle: torch.save(slim, handle))
     return Path(target)

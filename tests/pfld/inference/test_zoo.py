@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pfld.data.schemes import load_scheme
 from pfld.inference import load_checkpoint
 from pfld.inference.checkpoint import read_checkpoint
 from pfld.inference.zoo import slim_checkpoint, zoo_model
@@ -16,10 +17,12 @@ from pfld.training.warm_start import warm_start
 from tests.conftest import OLD_DATA_DESCRIPTION, compose_train, save_module_checkpoint, wflw_module
 
 
-def _training_checkpoint(tmp_path: Path) -> tuple[Path, PFLDModule]:
-    """A default 68-point module's checkpoint with the parts a training checkpoint has besides weights."""
+def _training_checkpoint(tmp_path: Path, conventions: int = 1) -> tuple[Path, PFLDModule]:
+    """A default 68-point module's checkpoint with the parts a training checkpoint has besides weights
+    (and with ``conventions`` > 1, the run-only adapters of `data.train_conventions`)."""
     cfg = compose_train([], tmp_path)
     module = PFLDModule(cfg.model, cfg.loss, cfg.optimizer, OLD_DATA_DESCRIPTION, cfg.scheduler)
+    module.set_conventions(conventions, load_scheme("ibug68").flip_permutation)
     with torch.no_grad():
         for parameter in module.parameters():
             parameter.add_(0.01 * torch.randn_like(parameter))
@@ -36,6 +39,16 @@ def test_a_slim_checkpoint_keeps_weights_and_hyper_parameters_only(tmp_path: Pat
     assert set(slim) == {"state_dict", "hyper_parameters", "epoch"}
     for name, tensor in module.state_dict().items():
         torch.testing.assert_close(slim["state_dict"][name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_a_slim_checkpoint_leaves_out_the_runs_convention_adapters(tmp_path: Path) -> None:
+    path, module = _training_checkpoint(tmp_path, conventions=2)
+    assert any(name.startswith("conventions.") for name in module.state_dict())
+    slim = read_checkpoint(slim_checkpoint(path, tmp_path / "slim.ckpt"))
+    kept = {name for name in module.state_dict() if not name.startswith("conventions.")}
+    assert set(slim["state_dict"]) == kept
+    model, _spec = load_checkpoint(tmp_path / "slim.ckpt")
+    assert model.num_points == 68
 
 
 def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path: Path) -> None:

@@ -63,10 +63,10 @@ RUN_ONLY_PREFIXES = ("conventions.",)
 
 def slim_checkpoint(source: str | Path, target: str | Path, dtype: torch.dtype | None = None) -> Path:
     """Write ``source``'s weights and hyper-parameters to ``target`` without its optimiser state,
-    training progress (`KEPT_KEYS`) and run-only weights (`RUN_ONLY_PREFIXES`). ``dtype`` (e.g. ``torch.float16``) stores the model's floating-point
-    weights rounded to it, half the file for float16; loading casts them back to the model's float32, so
-    the rounded weights are what every later use (export, evaluation, ``init_from``) sees. None keeps
-    them bit for bit."""
+    training progress (`KEPT_KEYS`) and run-only weights (`RUN_ONLY_PREFIXES`). ``dtype`` (e.g.
+    ``torch.float16``) stores the model's floating-point weights rounded to it, half the file for
+    float16; loading casts them back to the model's float32, so the rounded weights are what every later
+    use (export, evaluation, ``init_from``) sees. None keeps them bit for bit."""
     checkpoint = read_checkpoint(source, "ckpt")
     slim = {key: checkpoint[key] for key in KEPT_KEYS if key in checkpoint}
     slim["state_dict"] = {

@@ -61,9 +61,10 @@ class ConventionAdapters(nn.Module):
     ) -> torch.Tensor:
         """(B, K, 2) predictions in the reference convention -> each face's in its own ``convention``
         (B,) int64, given the (B, F) pooled features and whether each crop was ``flipped`` (B,) bool."""
-        if int(convention.max()) >= self.conventions or int(convention.min()) < 0:
+        outside = (convention < 0) | (convention >= self.conventions)
+        if bool(outside.any()):
             raise ValueError(
-                f"a face has convention {int(convention.max())}, outside 0..{self.conventions - 1}"
+                f"a face has convention {int(convention[outside][0])}, outside 0..{self.conventions - 1}"
             )
         b, k = landmarks.shape[:2]
         others = convention > 0

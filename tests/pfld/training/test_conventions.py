@@ -63,6 +63,8 @@ def test_the_linear_part_starts_at_zero_reads_the_features_and_gets_gradients():
     assert adapters.weights.grad.abs().sum() > 0 and adapters.offsets.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="convention 2, outside 0..1"):
         adapters(points, features, torch.tensor([2, 0]), flipped)
+    with pytest.raises(ValueError, match="convention -1, outside 0..1"):
+        adapters(points, features, torch.tensor([0, -1]), flipped)
 
 
 def test_train_conventions_reach_the_training_batches_with_the_flip(tmp_path):

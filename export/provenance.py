@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,10 +79,12 @@ def train_folders(run: Path) -> list[TrainFolder]:
 def train_command(run: Path) -> str:
     """The ``python train.py ...`` that made the run, from its ``.hydra/overrides.yaml`` (the settings that
     only pick threads, workers, folders or the checkpoint a run resumed from are left out: they do not
-    change the model)."""
+    change the model). Each setting is quoted where a shell would read it otherwise (``[4,1,1]`` is a glob
+    pattern), so the command pastes as it is."""
     overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
     local = ("cpu.threads=", "data.num_workers=", "hydra.", "logger=", "tags=", "paths.", "ckpt_path=")
-    return "python train.py " + " ".join(str(o) for o in overrides if not str(o).startswith(local))
+    kept = (str(o) for o in overrides if not str(o).startswith(local))
+    return "python train.py " + " ".join(shlex.quote(o) for o in kept)
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[bytes]:

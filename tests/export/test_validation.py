@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from export.provenance import ROOT
+from export.provenance import ROOT, train_command
 from export.validation import BEFORE, read_validation, validation_lines
 from pfld.inference.zoo import ZOO
 from pfld.io.digest import sha256_file
@@ -40,6 +41,24 @@ def test_a_run_folder_gives_its_figures_seed_and_train_command(tmp_path: Path) -
     validation = read_validation(run, "shared")
     assert validation.commands == ["python train.py experiment=shared" + BEFORE]
     assert validation.label == "before the fit, seed 3" and validation.faces is None
+
+
+def test_the_train_command_quotes_what_a_shell_would_read_otherwise(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(
+        "- experiment=final_fit\n- data.train_repeats=[4,4,1,1]\n- data.oversample={profile:4}\n- seed=1\n"
+    )
+    command = train_command(run)
+    assert command == (
+        "python train.py experiment=final_fit 'data.train_repeats=[4,4,1,1]' 'data.oversample={profile:4}' seed=1"
+    )
+    assert shlex.split(command)[2:] == [
+        "experiment=final_fit",
+        "data.train_repeats=[4,4,1,1]",
+        "data.oversample={profile:4}",
+        "seed=1",
+    ]
 
 
 def test_an_evaluate_report_beside_its_run_gives_the_runs_command_and_the_scoring_one(tmp_path: Path) -> None:

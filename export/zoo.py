@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +86,11 @@ def render_card(
     data: str,
     cost: dict[str, int],
     validation: Validation | None = None,
+    overrides: Sequence[str] = (),
 ) -> str:
-    """``MODEL_CARD.md``: what the model is, how it was made, how well it does, and the licence."""
+    """``MODEL_CARD.md``: what the model is, how it was made, how well it does, and the licence.
+    ``overrides``: the export's settings; those that shape the files (not ``latency.*``) are in its commands."""
+    settings = "".join(f" {shlex.quote(o)}" for o in overrides if not o.startswith("latency."))
     hparams = checkpoint["hyper_parameters"]
     spec, model = report["metadata"], hparams["model"]
     width = float(model.get("backbone", {}).get("width", 1.0))
@@ -151,7 +156,8 @@ def render_card(
         *(validation.commands if validation else []),
         train_command(run),
         f"python -m export.zoo <run folder> --name {name} --data {data}"
-        + (" --validated-by <the run before the fit>" if validation else ""),
+        + (" --validated-by <the run before the fit>" if validation else "")
+        + settings,
         "```",
         "",
         (
@@ -167,7 +173,8 @@ def render_card(
         ),
         (
             f"- `model.onnx`, `model_int8.onnx`: `python -m export ckpt=pretrained/{name}/model.ckpt data={data} "
-            f"with_pose={str(report['with_pose']).lower()}`; int8 target `{report['quantization']['target']}`."
+            f"with_pose={str(report['with_pose']).lower()}{settings}`; int8 target "
+            f"`{report['quantization']['target']}`."
         ),
         "",
         "## Accuracy",
@@ -258,7 +265,7 @@ def make_zoo_entry(
         report["checkpoint"] = f"pretrained/{name}/model.ckpt"
         atomic_write_text(
             folder / "MODEL_CARD.md",
-            render_card(name, run, checkpoint, report, data, model_cost(slim), validation),
+            render_card(name, run, checkpoint, report, data, model_cost(slim), validation, overrides),
         )
     return folder
 

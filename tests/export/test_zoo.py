@@ -121,6 +121,9 @@ def test_a_run_becomes_a_zoo_folder_with_its_card(tmp_path: Path, capsys: pytest
     assert "300W" in card and "MTFL" in card and "teachers above" in card
     assert "with the pose output" in card and "| ONNX int8 (arm) | model_int8.onnx |" in card
     assert "0.0600 with the run's float32 weights" in card
+    # the export settings that shape the files are in its commands, the latency runs are not
+    assert "--zoo" not in card and "--data embedded quantize.calibration_images=32\n" in card
+    assert "with_pose=true quantize.calibration_images=32`" in card and "latency." not in card
     assert "wrote " in capsys.readouterr().out
 
 

@@ -83,8 +83,7 @@ def train_command(run: Path) -> str:
     pattern), so the command pastes as it is."""
     overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
     local = ("cpu.threads=", "data.num_workers=", "hydra.", "logger=", "tags=", "paths.", "ckpt_path=")
-    kept = (str(o) for o in overrides if not str(o).startswith(local))
-    return "python train.py " + " ".join(shlex.quote(o) for o in kept)
+    return "python train.py " + shlex.join(str(o) for o in overrides if not str(o).startswith(local))
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[bytes]:

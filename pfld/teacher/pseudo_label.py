@@ -32,6 +32,7 @@ the points each face lacks, so a 68-point model completes a 15-point set for a 1
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
@@ -273,18 +274,19 @@ def pseudo_label_command(
     manifest's model paths (say, teacher files restored from git)."""
 
     shown = partial(shown_path, root=root)
-    words = ["python -m data pseudo-label"]
-    words += [f"--model {shown(m)}" for m in (models if models is not None else manifest["checkpoints"])]
-    words += [f"--split {shown(manifest['split'])}", f"--out {shown(Path(out).resolve())}"]
+    words = ["python", "-m", "data", "pseudo-label"]
+    for model in models if models is not None else manifest["checkpoints"]:
+        words += ["--model", shown(model)]
+    words += ["--split", shown(manifest["split"]), "--out", shown(Path(out).resolve())]
     if manifest.get("threshold", DROP_THRESHOLD) != DROP_THRESHOLD:
-        words.append(f"--threshold {manifest['threshold']:g}")
+        words += ["--threshold", f"{manifest['threshold']:g}"]
     if manifest.get("mapping"):
-        words.append(f"--mapping {shown(manifest['mapping'])}")
+        words += ["--mapping", shown(manifest["mapping"])]
     if manifest.get("refine") is not None:  # the passes it made (its default depends on the crops)
-        words.append(f"--refine {manifest['refine']}")
+        words += ["--refine", str(manifest["refine"])]
     if manifest.get("keep_scheme"):
         words.append("--keep-scheme")
-    return " ".join(words)
+    return shlex.join(words)  # quoted where a shell would split or glob a path
 
 
 __all__ = ["MANIFEST_FILE", "predict_faces", "pseudo_label", "pseudo_label_command", "pseudo_label_split"]

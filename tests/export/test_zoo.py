@@ -197,17 +197,22 @@ def test_a_card_pins_the_teachers_of_pseudo_labelled_faces_to_their_commit(tmp_p
 
 
 def test_the_remade_pseudo_label_command_keeps_a_threshold_other_than_the_default(tmp_path: Path) -> None:
+    import shlex
+
     from pfld.cli.data import build_parser
     from pfld.teacher import DROP_THRESHOLD
     from pfld.teacher.pseudo_label import pseudo_label_command
 
     outside = tmp_path.parent / "elsewhere.ckpt"  # not under the root: shown as it is
-    manifest = {"checkpoints": [str(tmp_path / "t.ckpt"), str(outside)], "split": str(tmp_path / "mtfl5")}
+    manifest = {
+        "checkpoints": [str(tmp_path / "t.ckpt"), str(outside)],
+        "split": str(tmp_path / "mtfl5 [copy]"),
+    }
     for threshold, written in ((DROP_THRESHOLD, False), (0.25, True)):
         command = pseudo_label_command({**manifest, "threshold": threshold}, tmp_path / "out", root=tmp_path)
         assert ("--threshold" in command) == written
-        args = build_parser().parse_args(command.split()[3:])
-        assert args.model == [Path("t.ckpt"), outside] and args.split == Path("mtfl5")
+        args = build_parser().parse_args(shlex.split(command)[3:])  # a path with a space and a glob pattern
+        assert args.model == [Path("t.ckpt"), outside] and args.split == Path("mtfl5 [copy]")
         assert (args.out, args.threshold) == (Path("out"), threshold)
 
 

@@ -117,3 +117,30 @@ def test_the_default_augmentation_is_the_transforms_default_and_heavy_is_the_old
     for choice in ("light", "heavy"):
         kaggle = compose_train(["data=kaggle", f"data/augmentation={choice}"], tmp_path).data.augmentation
         assert kaggle.grayscale == 0.0 and kaggle.rotate_deg == {"light": 15.0, "heavy": 30.0}[choice]
+
+
+@pytest.mark.parametrize(
+    ("experiment", "command"),
+    [
+        (  # the command the zoo's runs before their fits were trained with (their cards quote it)
+            "zoo",
+            [
+                "experiment=mixed_schemes",
+                "data=shared",
+                "data.train_repeats=[4,1,1]",
+                "data.train_conventions=[0,1,1]",
+            ],
+        ),
+        (  # and their final fits
+            "zoo_final_fit",
+            ["experiment=final_fit", "data.train_repeats=[4,4,1,1]", "data.train_conventions=[0,0,1,1]"],
+        ),
+    ],
+)
+def test_the_zoo_experiments_are_the_commands_the_zoo_was_trained_with(experiment, command, tmp_path):
+    from omegaconf import OmegaConf
+
+    short = OmegaConf.to_container(compose_train([f"experiment={experiment}"], tmp_path))
+    long = OmegaConf.to_container(compose_train([*command, "trainer.max_epochs=79"], tmp_path))
+    assert short.pop("tags") != long.pop("tags")  # only the run's tags tell them apart
+    assert short == long

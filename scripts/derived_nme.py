@@ -92,8 +92,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", required=True)
     parser.add_argument("--model", action="append", required=True, help="PATH or LABEL=PATH (repeat)")
     parser.add_argument("--json")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads of each model, PyTorch or onnxruntime (default 1)"
+    )
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     faces = load_faces(args.split)
     classes = class_memberships(faces).astype(bool)  # (N, C), as training and evaluation group faces
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         label, _, path = entry.rpartition("=")
         label = label or path
         start = time.perf_counter()
-        model = load_landmark_model(path, with_pose=False)
+        model = load_landmark_model(path, threads=args.threads, with_pose=False)
         nme, points = per_face_nme(faces, model)
         seconds = time.perf_counter() - start
         print(f"{label}: {len(nme)} faces in {seconds:.0f} s", file=sys.stderr, flush=True)

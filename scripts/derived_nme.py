@@ -16,8 +16,14 @@ corner) NME, whose normaliser is about 1.3x larger. The numbers also include the
 between MTFL's points and iBUG's (an MTFL nose tip or eye centre is not exactly point 30 or the mean of
 six eye-contour points), the same for every model, so compare models, not with 5-point-trained ones.
 
-Prints a table (mean, median, FR@0.1 = % of faces with NME > 0.1, mean NME per head-pose class) and, for
-every pair of models, the paired mean difference of per-face NME with its standard error (sd / sqrt(n)).
+Prints a table (mean, median, FR@0.1 = % of faces with NME > 0.1, mean NME per head-pose class), each
+point's mean error and mean residual (its *offset*: predicted - annotated, x then y in the image, over
+the eye-centre distance; y grows downwards), and, for every pair of models, the paired mean difference
+of per-face NME with its standard error (sd / sqrt(n)). The offset is what every face shares: a point
+that the training set's annotators placed elsewhere than MTFL's (an iBUG nose tip is not MTFL's) shows
+there. "without offsets" is the mean NME once each point's offset is taken off every face: fitted on
+the split itself, so it is a ceiling of what a convention is worth, and a way to tell whether two
+models differ in precision or only in where they put a point.
 Pose classes: the faces' `pfld.data.attributes.class_memberships`, as training and evaluation group them
 (MTFL's profile = head pose 1 or 5, frontal = the rest), and, when the split's source ``attributes.csv`` is still on disk, MTFL's
 five head-pose codes (`pfld.data.readers.mtfl`: 1 left profile, 2 left, 3 frontal, 4 right, 5 right profile).
@@ -47,7 +53,7 @@ from pfld.data.schemes.mapping import load_mapping
 from pfld.data.store import load_faces
 from pfld.inference.models import LandmarkModel, load_landmark_model
 from pfld.io.digest import sha256_file
-from pfld.metrics import nme, normalizing_distance
+from pfld.metrics import nme, normalized_residuals
 from pfld.teacher.pseudo_label import predict_faces
 
 FAILURE = 0.1
@@ -55,8 +61,9 @@ MTFL_POSES = {"1": "left_profile", "2": "left", "3": "frontal5", "4": "right", "
 
 
 def per_face_nme(faces: FaceCache, model: LandmarkModel) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) NME over each face's annotated points and (N, S) each point's error (NaN where not annotated),
-    both over the annotated eye-centre distance, of ``model``'s points mapped to the faces' scheme."""
+    """(N,) NME over each face's annotated points and (N, S, 2) each point's residual, predicted -
+    annotated (NaN where not annotated), both over the annotated eye-centre distance, of ``model``'s
+    points mapped to the faces' scheme."""
     source = load_scheme(faces.scheme)
     mapping = load_mapping(source.name, model.spec.scheme)
     derived = mapping.project(predict_faces(faces, [model], source))
@@ -65,9 +72,15 @@ def per_face_nme(faces: FaceCache, model: LandmarkModel) -> tuple[np.ndarray, np
     guessed = torch.from_numpy(derived)
     pupils = source.eye_corners  # a five-point scheme's "eye corners" are the two eye centres
     errors = nme(guessed, annotated, pupils, labelled)
-    ocular = normalizing_distance(annotated, "inter_pupil", pupils, labelled)
-    points = torch.linalg.vector_norm(annotated - guessed, dim=-1) / ocular[:, None]
-    return errors.numpy(), points.numpy()
+    residuals = normalized_residuals(guessed, annotated, pupils, labelled)
+    return errors.numpy(), residuals.numpy()
+
+
+def without_offsets(residuals: np.ndarray) -> np.ndarray:
+    """(N,) each face's NME once every point's mean residual over the faces (its offset) is taken off:
+    ``residuals`` (N, S, 2) as `per_face_nme`'s, NaN where a point is not annotated."""
+    centred = residuals - np.nanmean(residuals, axis=0)
+    return np.nanmean(np.linalg.norm(centred, axis=-1), axis=1)
 
 
 def mtfl_poses(faces: FaceCache) -> np.ndarray | None:
@@ -105,16 +118,18 @@ def main(argv: list[str] | None = None) -> None:
     if poses is not None:
         groups |= {name: poses == name for name in MTFL_POSES.values()}
 
-    results, per_face = {}, {}
+    results, per_face, centred = {}, {}, {}
     for entry in args.model:
         label, _, path = entry.rpartition("=")
         label = label or path
         start = time.perf_counter()
         model = load_landmark_model(path, threads=args.threads, with_pose=False)
-        nme, points = per_face_nme(faces, model)
+        nme, residuals = per_face_nme(faces, model)
         seconds = time.perf_counter() - start
         print(f"{label}: {len(nme)} faces in {seconds:.0f} s", file=sys.stderr, flush=True)
-        per_face[label] = nme
+        per_face[label], centred[label] = nme, without_offsets(residuals)
+        point_names = load_scheme(faces.scheme).point_names
+        offsets = np.nanmean(residuals, axis=0).round(4)  # (S, 2)
         results[label] = {
             "path": path,
             "sha256": sha256_file(path),
@@ -126,8 +141,10 @@ def main(argv: list[str] | None = None) -> None:
                 g: (float(np.mean(nme[m])) if m.any() else None, int(m.sum())) for g, m in groups.items()
             },
             "per_point_mean": dict(
-                zip(load_scheme(faces.scheme).point_names, np.nanmean(points, axis=0).round(4).tolist())
+                zip(point_names, np.nanmean(np.linalg.norm(residuals, axis=-1), axis=0).round(4).tolist())
             ),
+            "per_point_offset": dict(zip(point_names, offsets.tolist())),
+            "mean_without_offsets": float(np.mean(centred[label])),
             "seconds": round(seconds, 1),
             "nme": nme.round(5).tolist(),
         }
@@ -135,32 +152,47 @@ def main(argv: list[str] | None = None) -> None:
     names = list(groups)
     print(f"# {args.split}: NME over the five points / annotated eye-centre distance\n")
     print(
-        "| model | faces | mean | median | FR@0.1 % | "
+        "| model | faces | mean | median | FR@0.1 % | without offsets | "
         + " | ".join(f"{g} ({int(groups[g].sum())})" for g in names)
         + " |"
     )
-    print("|---|---:|---:|---:|---:|" + "---:|" * len(names))
+    print("|---|---:|---:|---:|---:|---:|" + "---:|" * len(names))
     for label, r in results.items():
         cells = " | ".join("-" if r["groups"][g][0] is None else f"{r['groups'][g][0]:.4f}" for g in names)
         print(
-            f"| {label} | {r['faces']} | {r['mean']:.4f} | {r['median']:.4f} | {100 * r['fr']:.2f} | {cells} |"
+            f"| {label} | {r['faces']} | {r['mean']:.4f} | {r['median']:.4f} | {100 * r['fr']:.2f} "
+            f"| {r['mean_without_offsets']:.4f} | {cells} |"
         )
-    print("\n| point | " + " | ".join(results) + " |\n|---|" + "---:|" * len(results))
+    print("\n| point: error (offset x, y) | " + " | ".join(results) + " |\n|---|" + "---:|" * len(results))
     for point in next(iter(results.values()))["per_point_mean"]:
-        print(
-            f"| {point} | " + " | ".join(f"{r['per_point_mean'][point]:.4f}" for r in results.values()) + " |"
+        cells = (
+            f"{r['per_point_mean'][point]:.4f} ({r['per_point_offset'][point][0]:+.4f}, "
+            f"{r['per_point_offset'][point][1]:+.4f})"
+            for r in results.values()
         )
+        print(f"| {point} | " + " | ".join(cells) + " |")
 
     pairs = []
     print(
-        "\n| B - A | mean difference | SE | diff / SE | B better on % of faces |\n|---|---:|---:|---:|---:|"
+        "\n| B - A | mean difference | SE | diff / SE | B better on % of faces | without offsets: difference, SE |"
+        "\n|---|---:|---:|---:|---:|---:|"
     )
     for a, b in itertools.combinations(per_face, 2):
-        d = per_face[b] - per_face[a]
-        se = float(np.std(d, ddof=1) / np.sqrt(len(d)))
-        pairs.append({"a": a, "b": b, "mean": float(d.mean()), "se": se, "b_better": float(np.mean(d < 0))})
+        d, dc = per_face[b] - per_face[a], centred[b] - centred[a]
+        se, sec = (float(np.std(x, ddof=1) / np.sqrt(len(x))) for x in (d, dc))
+        pairs.append(
+            {
+                "a": a,
+                "b": b,
+                "mean": float(d.mean()),
+                "se": se,
+                "b_better": float(np.mean(d < 0)),
+                "without_offsets": {"mean": float(dc.mean()), "se": sec},
+            }
+        )
         print(
-            f"| {b} - {a} | {d.mean():+.5f} | {se:.5f} | {d.mean() / se if se else 0.0:+.1f} | {100 * np.mean(d < 0):.1f} |"
+            f"| {b} - {a} | {d.mean():+.5f} | {se:.5f} | {d.mean() / se if se else 0.0:+.1f} "
+            f"| {100 * np.mean(d < 0):.1f} | {dc.mean():+.5f}, {sec:.5f} |"
         )
 
     if args.json:

@@ -687,6 +687,12 @@ def test_a_68_point_model_is_scored_on_five_point_faces_through_its_derived_poin
     expected = np.linalg.norm(truth - guessed, axis=2).mean(axis=1) / pupils
     scored = json.loads(report.read_text())
     np.testing.assert_allclose(scored["models"]["a"]["nme"], expected, atol=2e-5)
+    # each point's offset (mean residual), and the NME once the offsets are taken off every face
+    residuals = (guessed - truth) / pupils[:, None, None]
+    offsets = residuals.mean(axis=0)
+    np.testing.assert_allclose(list(scored["models"]["a"]["per_point_offset"].values()), offsets, atol=1e-4)
+    centred = np.linalg.norm(residuals - offsets, axis=2).mean(axis=1)
+    assert scored["models"]["a"]["mean_without_offsets"] == pytest.approx(centred.mean(), abs=1e-5)
     # evaluate.py data=mtfl5 scores the same way: the model's eye centres, the annotated pupils
     from pfld.evaluation.checkpoint import evaluate
     from tests.conftest import compose_config
@@ -696,5 +702,14 @@ def test_a_68_point_model_is_scored_on_five_point_faces_through_its_derived_poin
     assert summary["faces"] == 6 and summary["normalization"] == "inter_pupil"
     assert summary["nme"] == pytest.approx(expected.mean(), abs=2e-5)
     assert scored["models"]["a"]["groups"]["left_profile"][1] == 2  # head pose 1 of faces 0 and 3
-    assert scored["pairs"] == [{"a": "a", "b": "b", "mean": 0.0, "se": 0.0, "b_better": 0.0}]
+    assert scored["pairs"] == [
+        {
+            "a": "a",
+            "b": "b",
+            "mean": 0.0,
+            "se": 0.0,
+            "b_better": 0.0,
+            "without_offsets": {"mean": 0.0, "se": 0.0},
+        }
+    ]
     assert "| b - a | +0.00000 |" in capsys.readouterr().out

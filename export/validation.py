@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from export.provenance import ROOT, committed_bytes, committed_version, train_command
@@ -120,25 +122,44 @@ def read_validation(source: Path, data: str) -> Validation:
     )
 
 
-def validation_lines(validation: Validation) -> list[str]:
-    """The card's accuracy of a final fit: the figures of the run before it, on faces it did not train on."""
+def validation_lines(validations: Validation | Sequence[Validation]) -> list[str]:
+    """The card's accuracy of a final fit: the figures of the run before it, on faces it did not train on;
+    of each run when several seeds of it are given, then their mean and standard deviation (the columns
+    every run has)."""
     from pfld.training.ablation import COLUMNS
 
-    cells = {
-        title: f"{validation.metrics[key] * (100 if pct else 1):.{d}f}"
+    runs = [validations] if isinstance(validations, Validation) else list(validations)
+    columns = [
+        (key, title, d, 100 if pct else 1)
         for key, title, d, pct in COLUMNS
-        if validation.metrics.get(key) is not None
-    }
+        if all(run.metrics.get(key) is not None for run in runs)
+    ]
+    rows = [
+        f"| {run.label} | "
+        + " | ".join(f"{run.metrics[key] * scale:.{d}f}" for key, _, d, scale in columns)
+        + " |"
+        for run in runs
+    ]
+    if len(runs) > 1:
+        spread = []
+        for key, _, d, scale in columns:
+            values = np.array([run.metrics[key] * scale for run in runs], dtype=float)
+            spread.append(f"{values.mean():.{d}f} ± {values.std(ddof=1):.{d}f}")
+        rows.append(f"| mean ± sd, {len(runs)} runs | " + " | ".join(spread) + " |")
+    held_out = (
+        f"the same recipe with those faces held out, in {len(runs)} runs (seeds; their commands are above):"
+        if len(runs) > 1
+        else "the same recipe with those faces held out (its commands are above):"
+    )
     return [
         (
             "This model trained on the validation faces too (a final fit), so its own figures on them mean "
-            "little. Its accuracy is that of the run its settings and epochs were chosen on, the same recipe "
-            "with those faces held out (its commands are above):"
+            f"little. Its accuracy is that of the run its settings and epochs were chosen on, {held_out}"
         ),
         "",
-        "| run | " + " | ".join(cells) + " |",
-        "|---|" + "---:|" * len(cells),
-        f"| {validation.label} | " + " | ".join(cells.values()) + " |",
+        "| run | " + " | ".join(title for _, title, _, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+        *rows,
         "",
         (
             "The tables after it are the final fit's own, on faces it trained on: they compare its PyTorch, "

@@ -85,11 +85,13 @@ def render_card(
     report: dict[str, Any],
     data: str,
     cost: dict[str, int],
-    validation: Validation | None = None,
+    validations: Sequence[Validation] = (),
     overrides: Sequence[str] = (),
 ) -> str:
     """``MODEL_CARD.md``: what the model is, how it was made, how well it does, and the licence.
+    ``validations``: a final fit's run before it (one per seed when several), none for a validation run.
     ``overrides``: the export's settings; those that shape the files (not ``latency.*``) are in its commands."""
+    validation = list(validations)
     settings = "".join(f" {shlex.quote(o)}" for o in overrides if not o.startswith("latency."))
     hparams = checkpoint["hyper_parameters"]
     spec, model = report["metadata"], hparams["model"]
@@ -153,7 +155,7 @@ def render_card(
         "```bash",
         *prepare,
         *(command for _, commands in taught for command in commands),
-        *(validation.commands if validation else []),
+        *dict.fromkeys(command for before in validation for command in before.commands),
         train_command(run),
         f"python -m export.zoo <run folder> --name {name} --data {data}"
         + (" --validated-by <the run before the fit>" if validation else "")
@@ -238,13 +240,15 @@ def make_zoo_entry(
     data: str = "shared",
     zoo: Path = ZOO,
     overrides: list[str] = (),
-    validated_by: Path | None = None,
+    validated_by: Path | Sequence[Path] | None = None,
 ) -> Path:
     """Write ``zoo/name/`` from training run ``run`` (see the module), exporting with the export config's
-    ``overrides``; ``validated_by``: ``run`` is a final fit and this is the run it was chosen on. Returns the
-    folder. Nothing is written to ``zoo/name`` unless the int8 gate passes."""
-    source = last_checkpoint(run) if validated_by else best_checkpoint(run)
-    validation = read_validation(validated_by, data) if validated_by else None
+    ``overrides``; ``validated_by``: ``run`` is a final fit and this is the run it was chosen on (or those
+    runs, seeds of one recipe). Returns the folder. Nothing is written to ``zoo/name`` unless the int8 gate
+    passes."""
+    before = [validated_by] if isinstance(validated_by, (str, Path)) else list(validated_by or ())
+    source = last_checkpoint(run) if before else best_checkpoint(run)
+    validations = [read_validation(Path(folder), data) for folder in before]
     with tempfile.TemporaryDirectory(prefix="zoo-") as scratch:
         work = Path(scratch)
         slim = slim_checkpoint(source, work / "model.ckpt", STORED_DTYPE)
@@ -253,11 +257,12 @@ def make_zoo_entry(
         report = run_export(export_config(slim, work / "export", data, with_pose, list(overrides)))
         if not (report.get("gate") or {}).get("passed"):
             raise RuntimeError(f"{source}: the int8 model failed the export gate; nothing written to the zoo")
-        if validation and validation.faces not in (None, report["faces"]):
-            raise ValueError(
-                f"{validated_by}: scored {validation.faces} faces but data={data} has {report['faces']}: "
-                "quote a report on the same validation faces"
-            )
+        for folder, validation in zip(before, validations):
+            if validation.faces not in (None, report["faces"]):
+                raise ValueError(
+                    f"{folder}: scored {validation.faces} faces but data={data} has {report['faces']}: "
+                    "quote a report on the same validation faces"
+                )
         folder = zoo / name
         folder.mkdir(parents=True, exist_ok=True)
         for path in (slim, work / "export" / FP32_NAME, work / "export" / INT8_NAME):
@@ -265,7 +270,7 @@ def make_zoo_entry(
         report["checkpoint"] = f"pretrained/{name}/model.ckpt"
         atomic_write_text(
             folder / "MODEL_CARD.md",
-            render_card(name, run, checkpoint, report, data, model_cost(slim), validation, overrides),
+            render_card(name, run, checkpoint, report, data, model_cost(slim), validations, overrides),
         )
     return folder
 
@@ -283,10 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--validated-by",
         type=Path,
+        action="append",
         default=None,
         help=(
             "RUN is a final fit; this is the run its recipe and epochs were chosen on (its folder, or an "
-            "evaluate.py report of its model): its AFW figures are quoted"
+            "evaluate.py report of its model): its AFW figures are quoted. Repeat for several seeds of it: "
+            "each is quoted, with their mean and standard deviation"
         ),
     )
     parser.add_argument(

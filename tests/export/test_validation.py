@@ -77,6 +77,30 @@ def test_an_evaluate_report_beside_its_run_gives_the_runs_command_and_the_scorin
     assert "| before the fit | 0.0579 | 5.3 | 0.433 | 0.1100 | 2.00 |" in lines
 
 
+def test_several_seeds_of_the_run_before_the_fit_are_quoted_each_then_their_mean_and_spread(
+    tmp_path: Path,
+) -> None:
+    runs = []
+    for seed, (nme, profile) in enumerate([(0.0457, 0.084), (0.0463, 0.0863)], start=1):
+        run = tmp_path / f"seed{seed}"
+        (run / ".hydra").mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"val/nme": nme, "val/nme_profile": profile}))
+        (run / ".hydra" / "config.yaml").write_text(f"seed: {seed}\n")
+        (run / ".hydra" / "overrides.yaml").write_text(f"- experiment=zoo\n- seed={seed}\n")
+        runs.append(read_validation(run, "shared"))
+    lines = "\n".join(validation_lines(runs))
+    assert "in 2 runs (seeds; their commands are above)" in lines
+    assert (
+        "| run | NME | profile |\n|---|---:|---:|\n"
+        "| before the fit, seed 1 | 0.0457 | 0.0840 |\n"
+        "| before the fit, seed 2 | 0.0463 | 0.0863 |\n"
+        "| mean ± sd, 2 runs | 0.0460 ± 0.0004 | 0.0852 ± 0.0016 |\n"
+    ) in lines
+    # one run: no mean row, the wording of a single run
+    single = "\n".join(validation_lines(runs[0]))
+    assert "mean ± sd" not in single and "(its commands are above)" in single
+
+
 def test_an_evaluate_report_of_a_committed_checkpoint_is_pinned_to_its_commit(tmp_path: Path) -> None:
     zoo_file = ZOO / "pfld-0.25x-68" / "model.ckpt"
     relative = zoo_file.relative_to(ROOT).as_posix()

@@ -223,6 +223,10 @@ def test_a_final_fit_is_exported_from_its_last_checkpoint_with_the_run_before_it
     before = _fake_run(tmp_path / "before", ZOO / "pfld-0.25x-68" / "model.ckpt")
     (before / "metrics.json").write_text(json.dumps({"val/nme": 0.0579, "val/nme_profile": 0.11}))
     (before / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    seed2 = _fake_run(tmp_path / "before2", ZOO / "pfld-0.25x-68" / "model.ckpt")
+    (seed2 / "metrics.json").write_text(json.dumps({"val/nme": 0.0583, "val/nme_profile": 0.12}))
+    (seed2 / ".hydra" / "config.yaml").write_text("seed: 2\n")
+    (seed2 / ".hydra" / "overrides.yaml").write_text("- experiment=shared\n- model=pfld_1x\n- seed=2\n")
     fit = _fake_run(tmp_path / "fit", ZOO / "pfld-0.25x-68" / "model.ckpt")
     (fit / ".hydra" / "overrides.yaml").write_text("- experiment=final_fit\n- trainer.max_epochs=120\n")
     zoo = tmp_path / "zoo"
@@ -231,12 +235,16 @@ def test_a_final_fit_is_exported_from_its_last_checkpoint_with_the_run_before_it
     assert make_zoo([*arguments, str(before), *overrides]) == 1  # no last.ckpt: refused, nothing written
     assert not zoo.exists()
     shutil.copyfile(ZOO / "pfld-1x-68" / "model.ckpt", fit / "checkpoints" / "last.ckpt")
-    assert make_zoo([*arguments, str(before), *overrides]) == 0
+    assert make_zoo([*arguments, str(before), "--validated-by", str(seed2), *overrides]) == 0
     stored = read_checkpoint(zoo / "fit-68" / "model.ckpt")
     assert stored["hyper_parameters"]["model"]["backbone"]["width"] == 1.0  # last.ckpt's model, not the best
     card = (zoo / "fit-68" / "MODEL_CARD.md").read_text()
     assert "python train.py experiment=shared model=pfld_1x   # the run before the fit" in card
     assert "python train.py experiment=final_fit trainer.max_epochs=120\n" in card
     assert "--validated-by <the run before the fit>" in card and "the whole schedule" in card
-    assert "| run | NME | profile |\n|---|---:|---:|\n| before the fit, seed 1 | 0.0579 | 0.1100 |" in card
+    assert "python train.py experiment=shared model=pfld_1x seed=2   # the run before the fit" in card
+    assert (
+        "| run | NME | profile |\n|---|---:|---:|\n| before the fit, seed 1 | 0.0579 | 0.1100 |\n"
+        "| before the fit, seed 2 | 0.0583 | 0.1200 |\n| mean ± sd, 2 runs | 0.0581 ± 0.0003 | 0.1150 ± 0.0071 |"
+    ) in card
     assert "on faces it trained on" in card and "validation run itself" not in card

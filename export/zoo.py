@@ -91,7 +91,6 @@ def render_card(
     """``MODEL_CARD.md``: what the model is, how it was made, how well it does, and the licence.
     ``validations``: a final fit's run before it (one per seed when several), none for a validation run.
     ``overrides``: the export's settings; those that shape the files (not ``latency.*``) are in its commands."""
-    validation = list(validations)
     settings = "".join(f" {shlex.quote(o)}" for o in overrides if not o.startswith("latency."))
     hparams = checkpoint["hyper_parameters"]
     spec, model = report["metadata"], hparams["model"]
@@ -139,14 +138,14 @@ def render_card(
         (
             f"- Data: trained on {', '.join(f'`{t}`' for t in train)}, validated on "
             f"{report['faces']} faces of `data={data}` (300W AFW: other photos and other people)"
-            + (", which a final fit trains on too." if validation else ".")
+            + (", which a final fit trains on too." if validations else ".")
         ),
         *(bullet for bullet, _ in taught),
         (
             f"- Trained {checkpoint.get('epoch', 0) + 1} epochs ("
             + (
                 "the whole schedule: a final fit has no held-out faces to pick an epoch by"
-                if validation
+                if validations
                 else "best validation epoch"
             )
             + f"; {checkpoint.get('global_step', '?')} steps):"
@@ -155,17 +154,17 @@ def render_card(
         "```bash",
         *prepare,
         *(command for _, commands in taught for command in commands),
-        *dict.fromkeys(command for before in validation for command in before.commands),
+        *dict.fromkeys(command for before in validations for command in before.commands),
         train_command(run),
         f"python -m export.zoo <run folder> --name {name} --data {data}"
-        + (" --validated-by <the run before the fit>" if validation else "")
+        + (" --validated-by <the run before the fit>" if validations else "")
         + settings,
         "```",
         "",
         (
             "- A final fit on every face (AFW included) with the recipe and epochs of the run before it; its "
             "accuracy below is that run's, on faces that run never trained on."
-            if validation
+            if validations
             else "- This is the validation run itself, not a final fit on every face (AFW included): its figures "
             "are on faces it never trained on."
         ),
@@ -181,7 +180,7 @@ def render_card(
         "",
         "## Accuracy",
         "",
-        *(validation_lines(validation) if validation else []),
+        *(validation_lines(validations) if validations else []),
         (
             f"The weights are stored as float16 (half the file): PyTorch NME {report['models']['pytorch']['nme']:.4f} "
             f"with them, {trained:.4f} with the run's float32 weights."

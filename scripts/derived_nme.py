@@ -76,11 +76,10 @@ def per_face_nme(faces: FaceCache, model: LandmarkModel) -> tuple[np.ndarray, np
     return errors.numpy(), residuals.numpy()
 
 
-def without_offsets(residuals: np.ndarray) -> np.ndarray:
-    """(N,) each face's NME once every point's mean residual over the faces (its offset) is taken off:
-    ``residuals`` (N, S, 2) as `per_face_nme`'s, NaN where a point is not annotated."""
-    centred = residuals - np.nanmean(residuals, axis=0)
-    return np.nanmean(np.linalg.norm(centred, axis=-1), axis=1)
+def without_offsets(residuals: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(N,) each face's NME once every point's offset, its mean residual over the faces (S, 2), is taken
+    off: ``residuals`` (N, S, 2) as `per_face_nme`'s, NaN where a point is not annotated."""
+    return np.nanmean(np.linalg.norm(residuals - offsets, axis=-1), axis=1)
 
 
 def mtfl_poses(faces: FaceCache) -> np.ndarray | None:
@@ -118,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     if poses is not None:
         groups |= {name: poses == name for name in MTFL_POSES.values()}
 
+    point_names = load_scheme(faces.scheme).point_names
     results, per_face, centred = {}, {}, {}
     for entry in args.model:
         label, _, path = entry.rpartition("=")
@@ -127,9 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         nme, residuals = per_face_nme(faces, model)
         seconds = time.perf_counter() - start
         print(f"{label}: {len(nme)} faces in {seconds:.0f} s", file=sys.stderr, flush=True)
-        per_face[label], centred[label] = nme, without_offsets(residuals)
-        point_names = load_scheme(faces.scheme).point_names
-        offsets = np.nanmean(residuals, axis=0).round(4)  # (S, 2)
+        offsets = np.nanmean(residuals, axis=0)  # (S, 2)
+        per_face[label], centred[label] = nme, without_offsets(residuals, offsets)
         results[label] = {
             "path": path,
             "sha256": sha256_file(path),
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             "per_point_mean": dict(
                 zip(point_names, np.nanmean(np.linalg.norm(residuals, axis=-1), axis=0).round(4).tolist())
             ),
-            "per_point_offset": dict(zip(point_names, offsets.tolist())),
+            "per_point_offset": dict(zip(point_names, offsets.round(4).tolist())),
             "mean_without_offsets": float(np.mean(centred[label])),
             "seconds": round(seconds, 1),
             "nme": nme.round(5).tolist(),

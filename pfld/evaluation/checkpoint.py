@@ -18,6 +18,7 @@ from pfld.evaluation.scores import metrics_table
 from pfld.inference import ModelSpec
 from pfld.inference.models import load_landmark_model
 from pfld.io.digest import sha256_file
+from pfld.metrics import resolve_normalization
 
 #: Input settings a checkpoint fixes (its data description); the data config's values are replaced.
 INPUT_KEYS: tuple[str, ...] = ("input_size", "channels", "crop_scale", "mean", "std")
@@ -74,6 +75,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt`` (a ``.ckpt`` or an exported ``.onnx``) on ``cfg.data``'s validation split; write ``metrics.json``, ``metrics.md``,
     ``val_ced.png``, ``val_predictions.png`` and ``val_groups.md`` to ``cfg.out``; print the table.
 
+    The NME is over the data's ``normalization`` (the data set's convention, or ``data.normalization=box``
+    ...), said when it is not the one the checkpoint was validated with.
+
     Returns `summarize`'s dict with ``checkpoint``, its ``checkpoint_sha256`` (which version of the file was
     scored: a zoo card finds the commit that held it) and ``normalization`` added.
     """
@@ -92,11 +96,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"{int(mapping.used.sum())} of their points, {mapping.derived.sum()} of them means of the "
             f"model's; NME {datamodule.normalization}"
         )
+    if datamodule.normalization != model.spec.normalization_mode:
+        print(
+            f"NME over the data's {datamodule.normalization} (data.normalization), not the checkpoint's "
+            f"{model.spec.normalization_mode}"
+        )
     folder = Path(cfg.out)
     summary = write_report(
         model,
         datamodule.val_dataloader(),
-        model.spec.nme_normalization,
+        resolve_normalization(datamodule.normalization, datamodule.normalization_pair),
         folder,
         subsets=datamodule.val_subsets,
         threshold=cfg.failure_threshold,
@@ -105,7 +114,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     summary |= {
         "checkpoint": checkpoint,
         "checkpoint_sha256": sha256_file(checkpoint),
-        "normalization": model.spec.normalization_mode,
+        "normalization": datamodule.normalization,
     }
     if mapping is not None:
         summary |= {"scheme": mapping.source.name, "mapping": mapping.where}

@@ -106,6 +106,33 @@ def test_an_exported_onnx_model_is_scored_like_its_checkpoint(checkpoint, tmp_pa
     assert onnx_scores["by_group"].keys() == torch_scores["by_group"].keys()
 
 
+def test_evaluate_scores_with_the_data_normalization_when_it_is_not_the_checkpoints(checkpoint, tmp_path):
+    """``data.normalization=box`` on faces of the checkpoint's own scheme: the NME over each face's box, not
+    silently the inter-ocular one the checkpoint was validated with."""
+    from hydra.utils import instantiate
+
+    from pfld.evaluation.report import scored
+    from pfld.inference.models import load_landmark_model
+    from pfld.metrics import nme
+
+    common = [f"ckpt={checkpoint}", "data.num_workers=0"]
+    ocular = evaluate(compose_evaluate(common, tmp_path / "ocular"))
+    cfg = compose_evaluate([*common, "data.normalization=box"], tmp_path / "box")
+    box = evaluate(cfg)
+    assert (ocular["normalization"], box["normalization"]) == ("inter_ocular", "box")
+    assert json.loads((tmp_path / "box" / "metrics.json").read_text())["normalization"] == "box"
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("validate")
+    model = load_landmark_model(str(checkpoint), with_pose=None)
+    out = scored(model, datamodule.val_dataloader(), (36, 45))[0]
+    expected = float(nme(out["predictions"], out["landmarks"], "box", out["visible"]).mean())
+    assert box["nme"] == pytest.approx(expected, rel=1e-5)
+    assert ocular["nme"] == pytest.approx(
+        float(nme(out["predictions"], out["landmarks"], (36, 45)).mean()), rel=1e-5
+    )
+    assert box["nme"] < 0.8 * ocular["nme"]  # a face's box is wider than its eye corners are apart
+
+
 @pytest.mark.slow
 def test_a_68_point_model_is_scored_on_wflw_faces_at_the_points_the_mapping_relates(checkpoint, tmp_path):
     """WFLW's 98 points hold the 68 one to one (wflw98 -> ibug68); the other 30 are not scored, and the

@@ -75,8 +75,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt`` (a ``.ckpt`` or an exported ``.onnx``) on ``cfg.data``'s validation split; write ``metrics.json``, ``metrics.md``,
     ``val_ced.png``, ``val_predictions.png`` and ``val_groups.md`` to ``cfg.out``; print the table.
 
-    The NME is over the data's ``normalization`` (the data set's convention, or ``data.normalization=box``
-    ...), said when it is not the one the checkpoint was validated with.
+    The NME is over the data config's ``normalization`` (the data set's convention unless
+    ``data.normalization`` says otherwise); a line says so when it is not the checkpoint's.
 
     Returns `summarize`'s dict with ``checkpoint``, its ``checkpoint_sha256`` (which version of the file was
     scored: a zoo card finds the commit that held it) and ``normalization`` added.

@@ -7,13 +7,14 @@ A face whose pose cannot be fitted (too few labelled reference points) counts as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pfld.data.geometry import euler_angles
+from pfld.data.geometry import euler_angles, rotation_matrix, rotation_to_euler
 from pfld.data.schemes import MIN_POSE_REFERENCE_POINTS, LandmarkScheme
 
 if TYPE_CHECKING:
@@ -48,21 +49,32 @@ def fitted_angles_deg(landmarks: np.ndarray, scheme: LandmarkScheme, crop_size: 
     )
 
 
-def augmented_angles(angles_deg: np.ndarray, rotation_deg: float, flipped: bool) -> np.ndarray:
+def augmented_angles(
+    angles_deg: np.ndarray, rotation_deg: float, flipped: bool, yaw_deg: float = 0.0
+) -> np.ndarray:
     """(3,) yaw, pitch, roll in degrees of a face -> the same after its crop was rotated by
-    ``rotation_deg`` (counter-clockwise as seen, about the crop's centre) and then mirrored if ``flipped``
-    (see `pfld.data.transforms.augmentation_matrix`); NaN stays NaN.
+    ``rotation_deg`` (counter-clockwise as seen, about the crop's centre), then mirrored if ``flipped``
+    (see `pfld.data.transforms.augmentation_matrix`), then turned by ``yaw_deg`` about the camera's
+    vertical axis (`pfld.data.transforms.yaw_homography`); NaN stays NaN.
 
     Exact for the crop's pinhole camera (`pfld.data.geometry`): an in-plane rotation about the principal
     point is a rotation of the camera about its optical axis, which only changes roll (applied last,
-    ``R = Rz(roll) Rx(-pitch) Ry(-yaw)``), and a mirror negates yaw and roll. The augmentation's scale
-    and shift are ignored: under the crop's camera they move the fitted angles by a fraction of a
-    degree (measured against solvePnP re-fits in ``tests/pfld/data/test_augmented_angles.py``).
+    ``R = Rz(roll) Rx(-pitch) Ry(-yaw)``), and a mirror negates yaw and roll. The turn multiplies the
+    head's rotation by ``Ry(-yaw_deg)`` on the camera's side (yaw alone when pitch and roll are 0); it is
+    the head's rotation, while the image is warped as for a flat face, so a re-fit of the warped points
+    reads a smaller turn (measured in ``tests/pfld/data/test_augmented_angles.py``). The augmentation's
+    scale and shift are ignored: under the crop's camera they move the fitted angles by a fraction of a
+    degree (measured there too).
     """
     yaw, pitch, roll = (float(a) for a in angles_deg)
     roll = (roll - rotation_deg + 180.0) % 360.0 - 180.0
     if flipped:
         yaw, roll = -yaw, -roll
+    if yaw_deg and not np.isnan([yaw, pitch, roll]).any():
+        turned = rotation_matrix(math.radians(yaw_deg), 0.0, 0.0) @ rotation_matrix(
+            *np.radians([yaw, pitch, roll])
+        )
+        yaw, pitch, roll = np.degrees(rotation_to_euler(turned))
     return np.array([yaw, pitch, roll], dtype=np.float32)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pfld.data.attributes import PoseThresholds, augmented_angles, class_memberships
+from pfld.data.attributes import PoseThresholds, augmented_angles, class_memberships, fit_angles
 from pfld.data.cache import PSEUDO, FaceCache
 from pfld.data.crop import to_unit
 from pfld.data.normalize import IMAGENET_MEAN, IMAGENET_STD
@@ -27,10 +27,13 @@ class LandmarkDataset(Dataset):
         an unlabelled point holds 0.5 (the crop's centre), a placeholder that ``visible`` masks out;
     visible: (K,) bool, True where the point is labelled;
     angles: (3,) float32 yaw, pitch, roll in radians: the face's angles, fitted once when it was
-        prepared, updated for the sample's rotation and flip (`augmented_angles`); 0 if unknown;
+        prepared, updated for the sample's rotation and flip (`augmented_angles`), or fitted again to
+        the sample's points when ``augmentation.yaw_deg`` turned it (a flat face turned by t reads as a
+        head turned by about t / 2; the head's turn where the re-fit fails); 0 if unknown;
     pose_valid: () bool, False when the pose could not be fitted (too few labelled reference points);
     classes: (C,) float32 0/1 membership in `pfld.data.attributes.FACE_CLASSES` (fixed per face:
-        augmentation changes neither |yaw| nor pitch);
+        rotation and flip change neither |yaw| nor pitch; the turn of ``augmentation.yaw_deg`` does, and
+        the face keeps its own class);
     index: () int64, the face's position in the dataset (see `sources_of`);
     teacher, teacher_visible: (K, 2) and (K,) like landmarks and visible, a teacher model's points for
         distillation, only when the faces carry them (`FaceCache.teacher`); the transform must then flip
@@ -105,11 +108,14 @@ class LandmarkDataset(Dataset):
         unit = np.where(visible[:, None], to_unit(out.points, self.input_size), 0.5).astype(np.float32)
         landmarks, visible = unit[:k], visible[:k]
         pose_valid = self.pose_valid[index]
-        angles = (
-            np.deg2rad(augmented_angles(self.faces.angles[index], out.rotation_deg, out.flipped))
-            if pose_valid
-            else np.zeros(3)
-        )
+        angles = np.zeros(3)
+        if pose_valid:
+            angles = np.deg2rad(
+                augmented_angles(self.faces.angles[index], out.rotation_deg, out.flipped, out.yaw_deg)
+            )
+            if out.yaw_deg:  # a flat face's turn is not a head's: re-fit, as the face's angles were made
+                refit = fit_angles(out.points[:k], self.scheme, float(self.input_size))
+                angles = refit if np.isfinite(refit).all() else angles
         extras = {}
         if teacher is not None:
             extras["teacher"] = torch.from_numpy(unit[k:])

@@ -9,10 +9,14 @@ augmentation moves them outside the crop.
 Training (`FaceAugmentation`): rotation, scale, shift and the horizontal flip are composed into one
 (2, 3) matrix and applied with a single ``cv2.warpAffine`` from the loose crop straight to the output
 size (the old pipeline warped, flipped and centre-cropped in three passes through albumentations).
+With ``yaw_deg`` the face is also turned out of the image plane: the crop is treated as a flat face
+seen by the crop's pinhole camera (`pfld.data.geometry`) and rotated about its vertical axis
+(`yaw_homography`), so one side recedes and shrinks as on a turned head; the affine map and that
+homography go into one ``cv2.warpPerspective``.
 The flip renumbers the points: after it, point i takes the mirrored position of point
 ``flip_permutation[i]`` (the subject's right eye becomes the left one). Each sample reports its in-plane
-rotation and whether it was flipped, so the face's Euler angles are updated exactly rather than fitted
-again (see `pfld.data.attributes.augmented_angles`). The colour jitter is one 3x4 colour matrix
+rotation, whether it was flipped and its out-of-plane turn, so the face's Euler angles are updated
+rather than fitted again (see `pfld.data.attributes.augmented_angles`). The colour jitter is one 3x4 colour matrix
 (`ColorJitter`); grey, blur and occlusion come from albumentations, drawn with the same random generator.
 
 Evaluation (`CentreCrop`): the policy crop alone, cut out of the loose crop without resampling.
@@ -38,13 +42,16 @@ class Augmented:
 
     image: (S, S, 3) uint8 RGB; points: (K, 2) float32 pixels of ``image`` (NaN = unlabelled);
     rotation_deg: in-plane rotation applied before any flip, counter-clockwise as the viewer sees it;
-    flipped: whether the crop was mirrored left-right (and the points renumbered).
+    flipped: whether the crop was mirrored left-right (and the points renumbered);
+    yaw_deg: the turn of the flat face about its vertical axis after both (`yaw_homography`; positive
+    turns the nose toward the image's right, as a positive yaw does).
     """
 
     image: np.ndarray
     points: np.ndarray
     rotation_deg: float = 0.0
     flipped: bool = False
+    yaw_deg: float = 0.0
 
 
 class FaceTransform(Protocol):
@@ -92,6 +99,32 @@ def augmentation_matrix(
     if flipped:  # x -> (output_size - 1) - x
         return np.array([[-cos, -sin, output_size - 1 - x0], [-sin, cos, y0]])
     return np.array([[cos, sin, x0], [-sin, cos, y0]])
+
+
+def yaw_homography(output_size: int, yaw_deg: float) -> np.ndarray:
+    """(3, 3) float64 map of the output's pixels that turns a flat face by ``yaw_deg`` about its vertical
+    axis through the crop's centre, under the crop's camera (focal length ``output_size``, principal
+    point at the centre, `pfld.data.geometry.camera_matrix`).
+
+    A point ``x`` pixels right of the centre is, on a plane facing the camera, at ``X = x d / f``; the
+    turn sends it to depth ``d + X sin(yaw)``, so it lands at ``x cos(yaw) / (1 + x sin(yaw) / f)`` and
+    its height is divided by the same factor: positive yaw pushes the image's right side away (the
+    nose, were the face not flat, moves right), as `pfld.data.geometry`'s yaw does. A flat face has no
+    depth, so nothing is hidden and the nose does not swing out: a foreshortening of the face, not a
+    profile.
+    """
+    angle = math.radians(yaw_deg)
+    c = (output_size - 1) / 2.0
+    turn = np.array([[math.cos(angle), 0.0, 0.0], [0.0, 1.0, 0.0], [math.sin(angle) / output_size, 0.0, 1.0]])
+    to_centre = np.array([[1.0, 0.0, -c], [0.0, 1.0, -c], [0.0, 0.0, 1.0]])
+    back = np.array([[1.0, 0.0, c], [0.0, 1.0, c], [0.0, 0.0, 1.0]])
+    return back @ turn @ to_centre
+
+
+def _apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(3, 3) projective map applied to (K, 2) points; NaN stays NaN."""
+    moved = points.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    return (moved[:, :2] / moved[:, 2:]).astype(np.float32)
 
 
 def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -170,6 +203,8 @@ class FaceAugmentation:
         grayscale: probability of turning the crop grey.
         blur: probability of a Gaussian (3-5 px) or motion (3-7 px) blur.
         occlusion: probability of one or two random-noise boxes of 10-35 % of the side on the face.
+        yaw_deg: out-of-plane turn of the flat face drawn uniformly from [-yaw_deg, yaw_deg]
+            (`yaw_homography`); 0 (the default) leaves the warp affine and the random draws as before.
     """
 
     def __init__(
@@ -184,7 +219,10 @@ class FaceAugmentation:
         blur: float = 0.2,
         occlusion: float = 0.1,
         grayscale: float = 0.05,
+        yaw_deg: float = 0.0,
     ) -> None:
+        if not 0.0 <= yaw_deg < 90.0:
+            raise ValueError(f"augmentation.yaw_deg is a turn in degrees in [0, 90), got {yaw_deg}")
         if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
             raise ValueError(f"augmentation.scale must be (low, high) with 0 < low <= high, got {scale}")
         for name, p in {
@@ -204,6 +242,7 @@ class FaceAugmentation:
             float(shift),
         )
         self.flip = float(flip)
+        self.yaw_deg = float(yaw_deg)
         self.color, self.color_jitter = float(color), ColorJitter()
         # albumentations steps, applied with p=1 when our own draw says so: no Compose, no keypoint
         # bookkeeping (none of them moves a point), one random generator for everything
@@ -240,15 +279,16 @@ class FaceAugmentation:
         shift = (reach * (2.0 * u[2] - 1.0), reach * (2.0 * u[3] - 1.0))
         flipped = u[4] < self.flip
         matrix = augmentation_matrix(image.shape[1], self.input_size, rotation, zoom, shift, flipped)
-        out = cv2.warpAffine(
-            np.ascontiguousarray(image),
-            matrix,
-            (self.input_size, self.input_size),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
-        moved = _apply(matrix, np.asarray(points, dtype=np.float32))
+        size, warp = (self.input_size, self.input_size), {"flags": cv2.INTER_LINEAR, "borderValue": 0}
+        yaw = 0.0
+        if self.yaw_deg > 0:  # drawn after the others, so yaw_deg=0 keeps every other draw as it was
+            yaw = self.yaw_deg * (2.0 * rng.random() - 1.0)
+            matrix = yaw_homography(self.input_size, yaw) @ np.vstack([matrix, [0.0, 0.0, 1.0]])
+            out = cv2.warpPerspective(np.ascontiguousarray(image), matrix, size, **warp)
+            moved = _apply_homography(matrix, np.asarray(points, dtype=np.float32))
+        else:
+            out = cv2.warpAffine(np.ascontiguousarray(image), matrix, size, **warp)
+            moved = _apply(matrix, np.asarray(points, dtype=np.float32))
         if flipped:
             if len(moved) != len(self.flip_permutation):
                 raise ValueError(
@@ -260,7 +300,7 @@ class FaceAugmentation:
         for draw, (probability, step) in zip(u[6:], self.photometric, strict=True):
             if draw < probability:
                 out = step(image=out)["image"]
-        return Augmented(out, moved, rotation, flipped)
+        return Augmented(out, moved, rotation, flipped, yaw)
 
 
 class CentreCrop:

@@ -9,6 +9,7 @@ from pfld.data.transforms import (
     build_eval_transform,
     build_train_transform,
     flip_points,
+    yaw_homography,
 )
 
 SCHEME = ibug_68()
@@ -85,6 +86,50 @@ def test_train_transform_keeps_every_point_and_moves_them_with_the_image():
     assert seen >= 10
 
 
+def test_the_turn_moves_points_with_the_image_and_keeps_the_other_draws():
+    """With ``yaw_deg`` a lit square still moves with its point (one perspective warp), and the turn is
+    drawn after the other numbers of a sample: its rotation, zoom, shift and flip are those of the same
+    seed without it."""
+    image = np.zeros((168, 168, 3), dtype=np.uint8)
+    image[40:43, 120:123] = 255  # far right of the centre, where the turn moves it most
+    points = np.full((68, 2), [121.0, 41.0], dtype=np.float32)
+    settings = {"flip": 0.5, "color": 0.0, "blur": 0.0, "occlusion": 0.0, "grayscale": 0.0}
+    turned, plain = (
+        build_train_transform(112, SCHEME.flip_permutation, **settings, yaw_deg=y) for y in (30, 0)
+    )
+    seen, turns = 0, []
+    for seed in range(20):  # seeded per sample, as training's sampler does
+        turned.set_random_seed(seed)
+        plain.set_random_seed(seed)
+        out, without = turned(image, points), plain(image, points)
+        assert (out.rotation_deg, out.flipped) == (without.rotation_deg, without.flipped)
+        assert without.yaw_deg == 0.0 and -30 <= out.yaw_deg <= 30
+        turns.append(abs(out.points[5, 0] - without.points[5, 0]))
+        ys, xs = np.nonzero(out.image[:, :, 0] > 100)
+        if len(xs):
+            seen += 1
+            np.testing.assert_allclose([xs.mean(), ys.mean()], out.points[5], atol=1.0)
+    assert seen >= 10 and max(turns) > 3  # the turn moved the point, and the image with it
+
+
+def test_a_positive_turn_pushes_the_image_right_away():
+    """Positive yaw (the nose toward the image's right) shrinks the right side and grows the left,
+    about the crop's centre, which stays put; vertical lines stay vertical."""
+    h = yaw_homography(112, 30.0)
+    c = 55.5
+
+    def move(x, y):
+        p = h @ [x, y, 1.0]
+        return p[:2] / p[2]
+
+    np.testing.assert_allclose(move(c, c), [c, c], atol=1e-9)
+    np.testing.assert_allclose(move(c, 10.0), [c, 10.0], atol=1e-9)
+    right, left = move(c + 40, c)[0] - c, c - move(c - 40, c)[0]
+    assert 0 < right < 40 * np.cos(np.radians(30)) < left
+    top, bottom = move(c + 40, c - 20), move(c + 40, c + 20)
+    assert top[0] == pytest.approx(bottom[0]) and bottom[1] - top[1] < 40  # farther, so smaller
+
+
 def test_augmentation_matrix_is_the_centre_crop_when_still():
     matrix = augmentation_matrix(168, 112)
     np.testing.assert_allclose(matrix, [[1, 0, -28], [0, 1, -28]])
@@ -140,6 +185,8 @@ def test_unknown_or_bad_augmentation_settings_are_refused():
         build_train_transform(112, SCHEME.flip_permutation, flip=2)
     with pytest.raises(ValueError, match="augmentation.scale"):
         build_train_transform(112, SCHEME.flip_permutation, scale=(1.1, 0.9))
+    with pytest.raises(ValueError, match=r"augmentation.yaw_deg is a turn in degrees in \[0, 90\)"):
+        build_train_transform(112, SCHEME.flip_permutation, yaw_deg=-5)
 
 
 def test_colour_matrix_is_torchvisions_jitter_in_one_pass(embedded_dir):

@@ -15,8 +15,9 @@ seen by the crop's pinhole camera (`pfld.data.geometry`) and rotated about its v
 homography go into one ``cv2.warpPerspective``.
 The flip renumbers the points: after it, point i takes the mirrored position of point
 ``flip_permutation[i]`` (the subject's right eye becomes the left one). Each sample reports its in-plane
-rotation, whether it was flipped and its out-of-plane turn, so the face's Euler angles are updated
-rather than fitted again (see `pfld.data.attributes.augmented_angles`). The colour jitter is one 3x4 colour matrix
+rotation, whether it was flipped and its out-of-plane turn: the face's Euler angles are updated for
+the rotation and flip rather than fitted again (see `pfld.data.attributes.augmented_angles`), and
+fitted again after a turn (`pfld.data.dataset.LandmarkDataset`). The colour jitter is one 3x4 colour matrix
 (`ColorJitter`); grey, blur and occlusion come from albumentations, drawn with the same random generator.
 
 Evaluation (`CentreCrop`): the policy crop alone, cut out of the loose crop without resampling.
@@ -34,6 +35,8 @@ from typing import Protocol
 import albumentations as A
 import cv2
 import numpy as np
+
+from pfld.data.geometry import camera_matrix
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,9 @@ def yaw_homography(output_size: int, yaw_deg: float) -> np.ndarray:
     profile.
     """
     angle = math.radians(yaw_deg)
-    c = (output_size - 1) / 2.0
-    turn = np.array([[math.cos(angle), 0.0, 0.0], [0.0, 1.0, 0.0], [math.sin(angle) / output_size, 0.0, 1.0]])
-    to_centre = np.array([[1.0, 0.0, -c], [0.0, 1.0, -c], [0.0, 0.0, 1.0]])
-    back = np.array([[1.0, 0.0, c], [0.0, 1.0, c], [0.0, 0.0, 1.0]])
-    return back @ turn @ to_centre
+    camera = camera_matrix(output_size)
+    turn = np.array([[math.cos(angle), 0.0, 0.0], [0.0, 1.0, 0.0], [math.sin(angle), 0.0, 1.0]])  # x / f
+    return camera @ turn @ np.linalg.inv(camera)
 
 
 def _apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

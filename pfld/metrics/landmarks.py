@@ -235,6 +235,10 @@ class NMEMetric(Metric):
     scalar tensors. The first three are over the scored faces only; "unscored" (int64) counts the faces
     whose normalising points were not both labelled (NaN in `per_face`). If no face could be scored,
     the first three are NaN. All are over every process: the state is synchronised before ``compute``.
+
+    Faces may also carry a (B, G) membership of G groups (``update(..., groups=)``, e.g. the face
+    classes of `pfld.data.attributes.FACE_CLASSES`); ``compute()`` then adds ``"group_nme"``, the (G,)
+    mean NME of each group's scored faces (NaN for a group without one), over every process too.
     """
 
     is_differentiable = False
@@ -262,10 +266,23 @@ class NMEMetric(Metric):
             raise ValueError(f"failure_threshold must be > 0, got {failure_threshold}")
         self.failure_threshold = float(failure_threshold)
         self.add_state("nmes", default=[], dist_reduce_fx="cat")
+        self.add_state("groups", default=[], dist_reduce_fx="cat")  # (B, G) per batch, aligned with nmes
 
-    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
-        """Add a batch of (B, K, 2) predictions and targets, with (B, K) bool labelled points (None: all)."""
-        self.nmes.append(nme(pred.detach(), target.detach(), self.normalization, mask))
+    def update(
+        self, pred: Tensor, target: Tensor, mask: Tensor | None = None, groups: Tensor | None = None
+    ) -> None:
+        """Add a batch of (B, K, 2) predictions and targets, with (B, K) bool labelled points (None: all)
+        and optionally the faces' (B, G) 0/1 group membership: give it with every batch or with none."""
+        values = nme(pred.detach(), target.detach(), self.normalization, mask)
+        if groups is not None:
+            if groups.ndim != 2 or len(groups) != len(values):
+                raise ValueError(f"groups must be (B, G) for {len(values)} faces, got {tuple(groups.shape)}")
+            if len(self.groups) != len(self.nmes):
+                raise ValueError("groups given with some batches and not others")
+            self.groups.append((groups.detach() > 0).to(values.dtype))  # float: every backend gathers it
+        elif len(self.groups):
+            raise ValueError("groups given with some batches and not others")
+        self.nmes.append(values)
 
     def per_face(self) -> Tensor:
         """(N,) NMEs accumulated so far, NaN for unscored faces so that faces stay aligned with the
@@ -288,10 +305,17 @@ class NMEMetric(Metric):
         unscored = torch.tensor(values.numel() - scored.numel(), dtype=torch.int64, device=values.device)
         if scored.numel() == 0:
             nan = as_tensor(float("nan"))
-            return {"nme": nan, "failure_rate": nan.clone(), "auc": nan.clone(), "unscored": unscored}
-        return {
-            "nme": scored.mean(),
-            "failure_rate": as_tensor(failure_rate(scored, t)),
-            "auc": as_tensor(auc(scored, t)),
-            "unscored": unscored,
-        }
+            results = {"nme": nan, "failure_rate": nan.clone(), "auc": nan.clone(), "unscored": unscored}
+        else:
+            results = {
+                "nme": scored.mean(),
+                "failure_rate": as_tensor(failure_rate(scored, t)),
+                "auc": as_tensor(auc(scored, t)),
+                "unscored": unscored,
+            }
+        groups = self.groups if isinstance(self.groups, Tensor) else dim_zero_cat(self.groups or [values[:0]])
+        if groups.numel():  # (a synchronised metric without groups holds an empty tensor)
+            member = (groups > 0) & ~torch.isnan(values)[:, None]  # (N, G) scored members
+            total = torch.where(member, values[:, None], torch.zeros_like(values)[:, None]).sum(0)
+            results["group_nme"] = total / member.sum(0)  # 0 / 0 = NaN for a group without a face
+        return results

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
+from pfld.data.attributes import FACE_CLASSES
 from pfld.data.mixed import extend_points, extend_sigma
 from pfld.data.normalize import model_input
 from pfld.inference.spec import ModelSpec
@@ -297,7 +298,7 @@ class PFLDModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         _, landmarks, angles = self._shared_step(batch, "val")
-        self.val_metric.update(landmarks, batch["landmarks"], batch["visible"])
+        self.val_metric.update(landmarks, batch["landmarks"], batch["visible"], groups=batch["classes"])
         if self.val_pose_metric is not None and angles is not None:
             self.val_pose_metric.update(angles, batch["angles"], batch["pose_valid"])
 
@@ -308,6 +309,9 @@ class PFLDModule(L.LightningModule):
         self._log_synced("val/auc", results["auc"])
         if results["unscored"] > 0:  # faces whose normalisation points are not both labelled
             self._log_synced("val/unscored", results["unscored"].float())
+        for name, value in zip(FACE_CLASSES, results["group_nme"], strict=True):
+            if not torch.isnan(value):  # the classes the validation faces have (AFW: 10 profiles)
+                self._log_synced(f"val/nme_{name}", value)
         self.val_metric.reset()
         if self.val_pose_metric is not None:
             pose = self.val_pose_metric.compute()  # over every process

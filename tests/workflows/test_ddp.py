@@ -111,7 +111,9 @@ def test_two_processes_give_the_metrics_of_one(tmp_path, capfd):
     assert "val/unscored" not in one and "val/unscored" not in two
     assert one["count/faces"] == two["count/faces"] == FACES  # each face once, none padded in
     assert one["count/pose_faces"] == two["count/pose_faces"] == FACES  # every face has angles
-    for name in (*METRICS, "val/pose_mae", "val/loss"):
+    classes = sorted(k for k in one if k.startswith("val/nme_"))  # each face class's NME (frontal ...)
+    assert "val/nme_frontal" in classes and sorted(k for k in two if k.startswith("val/nme_")) == classes
+    for name in (*METRICS, *classes, "val/pose_mae", "val/loss"):
         assert two[name] == pytest.approx(one[name], rel=1e-6, abs=1e-6), name
     # Every epoch-level value is synchronised, so Lightning has nothing to warn about.
     err = capfd.readouterr().err

@@ -246,6 +246,64 @@ def test_metric_syncs_unscored_faces_across_processes() -> None:
     assert got["nme"].item() == pytest.approx(scored.mean().item(), rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
+def test_metric_reports_each_groups_nme_over_its_scored_faces() -> None:
+    p1, t1 = _faces(4, seed=7)
+    p2, t2 = _faces(3, seed=8)
+    mask = torch.ones(7, 6, dtype=torch.bool)
+    mask[2, 0] = False  # unscored: counted in no group
+    g1 = torch.tensor(
+        [[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.float32
+    )  # float 0/1, as batches
+    g2 = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.float32)
+    metric = NMEMetric(normalization=(0, 3))
+    metric.update(p1, t1, mask[:4], groups=g1)
+    metric.update(p2, t2, mask[4:], groups=g2)
+    got = metric.compute()["group_nme"]
+    per_face = nme(torch.cat([p1, p2]), torch.cat([t1, t2]), (0, 3), mask)
+    assert got.shape == (3,)
+    assert got[0].item() == pytest.approx(per_face[[0, 1, 5]].mean().item(), rel=1e-6)  # face 2 unscored
+    assert got[1].item() == pytest.approx(per_face[[1, 3, 4, 6]].mean().item(), rel=1e-6)
+    assert torch.isnan(got[2])  # a group without a face
+
+
+def test_metric_without_groups_reports_none_and_refuses_a_mix() -> None:
+    pred, target = _faces(3, seed=9)
+    metric = NMEMetric(normalization=(0, 3))
+    metric.update(pred, target)
+    assert "group_nme" not in metric.compute()
+    with pytest.raises(ValueError, match="some batches and not others"):
+        metric.update(pred, target, groups=torch.ones(3, 2))
+    grouped = NMEMetric(normalization=(0, 3))
+    grouped.update(pred, target, groups=torch.ones(3, 2))
+    with pytest.raises(ValueError, match="some batches and not others"):
+        grouped.update(pred, target)
+    with pytest.raises(ValueError, match=r"\(B, G\) for 3 faces"):
+        grouped.update(pred, target, groups=torch.ones(2, 2))
+
+
+def test_metric_syncs_groups_across_processes() -> None:
+    # Two "processes" with different faces: each group's mean is over both, memberships kept aligned.
+    p1, t1 = _faces(2, seed=10)
+    p2, t2 = _faces(2, seed=11)
+    states = {}
+
+    def gather(tensor, group=None):  # the other process holds the second pair of faces
+        other = states[tensor.shape[-1] if tensor.ndim == 2 else 0]
+        return [tensor, other]
+
+    second = NMEMetric(normalization=(0, 3))
+    second.update(p2, t2, groups=torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    states[0] = second.nmes[0]
+    states[2] = second.groups[0]
+    metric = NMEMetric(normalization=(0, 3), dist_sync_fn=gather, distributed_available_fn=lambda: True)
+    metric.update(p1, t1, groups=torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    got = metric.compute()["group_nme"]
+    per_face = nme(torch.cat([p1, p2]), torch.cat([t1, t2]), (0, 3))
+    assert got[0].item() == pytest.approx(per_face[[0, 1, 2]].mean().item(), rel=1e-6)
+    assert got[1].item() == pytest.approx(per_face[3].item(), rel=1e-6)
+
+
 # --- Normalisation modes ---------------------------------------------------------------------------------
 
 

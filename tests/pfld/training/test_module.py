@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 
 from pfld.data.attributes import FACE_CLASSES
-from pfld.metrics import PoseErrorMetric
+from pfld.metrics import PoseErrorMetric, nme
 from pfld.training.loop import model_spec
 from pfld.training.module import PFLDModule
 from tests.conftest import OLD_DATA_DESCRIPTION, compose_train
@@ -145,6 +145,40 @@ def test_validation_logs_pose_errors_in_degrees(tmp_path):
         assert logged[f"val/{name}"] == pytest.approx(want[name].item(), rel=1e-5, abs=1e-4)
         assert 0.0 <= logged[f"val/{name}"] <= 180.0
     assert math.isclose(logged["val/pose_mae"], sum(logged[f"val/{n}"] for n in names) / 3, rel_tol=1e-5)
+
+
+def test_validation_logs_the_nme_of_each_face_class(tmp_path):
+    cfg = compose_train(["debug=fast", "data.batch_size=64"], tmp_path)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    module = PFLDModule(
+        cfg.model, cfg.loss, cfg.optimizer, model_spec(datamodule).to_hparams(), cfg.scheduler
+    )
+    module.initialize_from_data(datamodule.mean_shape(), datamodule.class_fractions())  # a spread of NMEs
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        fast_dev_run=True,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    logged = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    # The same batch, by hand: each class's faces' mean NME; a class without a face is not logged.
+    batch = module.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
+    module.eval()
+    with torch.no_grad():
+        predictions = module.model(batch["image"])
+    errors = nme(predictions, batch["landmarks"], module.normalization, batch["visible"])
+    present = []
+    for i, name in enumerate(FACE_CLASSES):
+        member = batch["classes"][:, i] > 0
+        if member.any():
+            present.append(name)
+            assert logged[f"val/nme_{name}"] == pytest.approx(errors[member].mean().item(), rel=1e-5)
+        else:
+            assert f"val/nme_{name}" not in logged
+    assert "frontal" in present and len(present) >= 2  # the batch has several classes: the test compares some
 
 
 def test_the_pfld_loss_trains_the_auxiliary_net(tmp_path):

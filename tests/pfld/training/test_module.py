@@ -114,13 +114,17 @@ def test_pose_weight_trains_the_auxiliary_net(tmp_path, pose_weight):
     assert all((id(p) in optimised) == (pose_weight > 0) for p in auxiliary)
 
 
-def test_validation_logs_pose_errors_in_degrees(tmp_path):
-    cfg = compose_train(["debug=fast", "data.batch_size=16"], tmp_path)
+def _validate_one_batch(tmp_path, batch_size: int, from_data: bool = False):
+    """A module validated on the first validation batch of the embedded faces (``debug=fast``):
+    (module, that batch as the module sees it, the logged metrics)."""
+    cfg = compose_train(["debug=fast", f"data.batch_size={batch_size}"], tmp_path)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     module = PFLDModule(
         cfg.model, cfg.loss, cfg.optimizer, model_spec(datamodule).to_hparams(), cfg.scheduler
     )
+    if from_data:  # the mean shape and class weights: a spread of NMEs
+        module.initialize_from_data(datamodule.mean_shape(), datamodule.class_fractions())
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -130,11 +134,16 @@ def test_validation_logs_pose_errors_in_degrees(tmp_path):
         enable_model_summary=False,
     )
     logged = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    batch = module.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
+    module.eval()
+    return module, batch, logged
+
+
+def test_validation_logs_pose_errors_in_degrees(tmp_path):
+    module, batch, logged = _validate_one_batch(tmp_path, batch_size=16)
     names = ("yaw_mae", "pitch_mae", "roll_mae")
     assert {"val/nme", "val/pose_mae", *(f"val/{n}" for n in names)} <= set(logged)
     # The same batch, by hand: the auxiliary net's angles against the targets, in degrees.
-    batch = module.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
-    module.eval()
     with torch.no_grad():
         _, angles = module.model.forward_with_pose(batch["image"])
     assert batch["pose_valid"].any()
@@ -148,25 +157,8 @@ def test_validation_logs_pose_errors_in_degrees(tmp_path):
 
 
 def test_validation_logs_the_nme_of_each_face_class(tmp_path):
-    cfg = compose_train(["debug=fast", "data.batch_size=64"], tmp_path)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    module = PFLDModule(
-        cfg.model, cfg.loss, cfg.optimizer, model_spec(datamodule).to_hparams(), cfg.scheduler
-    )
-    module.initialize_from_data(datamodule.mean_shape(), datamodule.class_fractions())  # a spread of NMEs
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        fast_dev_run=True,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    logged = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    module, batch, logged = _validate_one_batch(tmp_path, batch_size=64, from_data=True)
     # The same batch, by hand: each class's faces' mean NME; a class without a face is not logged.
-    batch = module.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
-    module.eval()
     with torch.no_grad():
         predictions = module.model(batch["image"])
     errors = nme(predictions, batch["landmarks"], module.normalization, batch["visible"])

@@ -11,7 +11,7 @@ import torch
 
 from pfld.data.attributes import FACE_CLASSES
 from pfld.data.cache import FaceCache
-from pfld.metrics import Normalization, auc, failure_rate, nme, pose_errors, scored_nmes
+from pfld.metrics import Normalization, auc, failure_rate, group_nmes, nme, pose_errors, scored_nmes
 
 ANGLES: tuple[str, ...] = ("yaw", "pitch", "roll")
 
@@ -49,12 +49,14 @@ def face_groups(
 def nme_by_group(errors: torch.Tensor, groups: Mapping[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     """Mean NME and face count of each group; ``groups`` maps a name to an (N,) 0/1 membership.
     Faces that cannot be scored (NaN) are left out; empty groups are omitted."""
-    table = {}
-    for name, member in groups.items():
-        chosen = errors[(member > 0) & ~torch.isnan(errors)]
-        if len(chosen):
-            table[name] = {"nme": float(chosen.mean()), "faces": float(len(chosen))}
-    return table
+    if not groups:
+        return {}
+    means, counts = group_nmes(errors, torch.stack([torch.as_tensor(m) for m in groups.values()], 1))
+    return {
+        name: {"nme": float(mean), "faces": float(count)}
+        for name, mean, count in zip(groups, means, counts, strict=True)
+        if count
+    }
 
 
 def nme_by_part(residuals: torch.Tensor, parts: Mapping[str, Sequence[int]]) -> dict[str, dict[str, float]]:

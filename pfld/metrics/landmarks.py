@@ -170,6 +170,19 @@ def scored_nmes(nmes: Tensor) -> Tensor:
     return nmes[~torch.isnan(nmes)]
 
 
+def group_nmes(nmes: Tensor, members: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-face NMEs (N,) (NaN: unscored) and an (N, G) 0/1 membership of G groups -> the (G,) mean NME
+    of each group's scored faces (NaN for a group without one) and the (G,) count of those faces."""
+    nmes = torch.as_tensor(nmes)
+    scored = ~torch.isnan(nmes)
+    means, counts = [], []
+    for member in (torch.as_tensor(members) > 0).T:
+        chosen = nmes[member & scored]
+        means.append(chosen.mean() if len(chosen) else nmes.new_tensor(float("nan")))
+        counts.append(len(chosen))
+    return (torch.stack(means) if means else nmes.new_zeros(0)), torch.tensor(counts)
+
+
 def _check_nmes(nmes: Tensor, threshold: float) -> Tensor:
     nmes = torch.as_tensor(nmes)
     if not nmes.is_floating_point():
@@ -274,14 +287,12 @@ class NMEMetric(Metric):
         """Add a batch of (B, K, 2) predictions and targets, with (B, K) bool labelled points (None: all)
         and optionally the faces' (B, G) 0/1 group membership: give it with every batch or with none."""
         values = nme(pred.detach(), target.detach(), self.normalization, mask)
+        if len(self.nmes) and (groups is not None) != bool(len(self.groups)):
+            raise ValueError("groups given with some batches and not others")
         if groups is not None:
             if groups.ndim != 2 or len(groups) != len(values):
                 raise ValueError(f"groups must be (B, G) for {len(values)} faces, got {tuple(groups.shape)}")
-            if len(self.groups) != len(self.nmes):
-                raise ValueError("groups given with some batches and not others")
             self.groups.append((groups.detach() > 0).to(values.dtype))  # float: every backend gathers it
-        elif len(self.groups):
-            raise ValueError("groups given with some batches and not others")
         self.nmes.append(values)
 
     def per_face(self) -> Tensor:
@@ -315,7 +326,5 @@ class NMEMetric(Metric):
             }
         groups = self.groups if isinstance(self.groups, Tensor) else dim_zero_cat(self.groups or [values[:0]])
         if groups.numel():  # (a synchronised metric without groups holds an empty tensor)
-            member = (groups > 0) & ~torch.isnan(values)[:, None]  # (N, G) scored members
-            total = torch.where(member, values[:, None], torch.zeros_like(values)[:, None]).sum(0)
-            results["group_nme"] = total / member.sum(0)  # 0 / 0 = NaN for a group without a face
+            results["group_nme"] = group_nmes(values, groups)[0]
         return results

@@ -53,7 +53,7 @@ from pfld.data.schemes.mapping import load_mapping
 from pfld.data.store import load_faces
 from pfld.inference.models import LandmarkModel, load_landmark_model
 from pfld.io.digest import sha256_file
-from pfld.metrics import nme, normalized_residuals
+from pfld.metrics import nme, normalized_residuals, paired_difference
 from pfld.teacher.pseudo_label import predict_faces
 
 FAILURE = 0.1
@@ -177,21 +177,21 @@ def main(argv: list[str] | None = None) -> None:
         "\n|---|---:|---:|---:|---:|---:|"
     )
     for a, b in itertools.combinations(per_face, 2):
-        d, dc = per_face[b] - per_face[a], centred[b] - centred[a]
-        se, sec = (float(np.std(x, ddof=1) / np.sqrt(len(x))) for x in (d, dc))
+        d = paired_difference(torch.from_numpy(per_face[a]), torch.from_numpy(per_face[b]))
+        dc = paired_difference(torch.from_numpy(centred[a]), torch.from_numpy(centred[b]))
         pairs.append(
             {
                 "a": a,
                 "b": b,
-                "mean": float(d.mean()),
-                "se": se,
-                "b_better": float(np.mean(d < 0)),
-                "without_offsets": {"mean": float(dc.mean()), "se": sec},
+                "mean": d["mean"],
+                "se": d["se"],
+                "b_better": d["b_better"],
+                "without_offsets": {"mean": dc["mean"], "se": dc["se"]},
             }
         )
         print(
-            f"| {b} - {a} | {d.mean():+.5f} | {se:.5f} | {d.mean() / se if se else 0.0:+.1f} "
-            f"| {100 * np.mean(d < 0):.1f} | {dc.mean():+.5f}, {sec:.5f} |"
+            f"| {b} - {a} | {d['mean']:+.5f} | {d['se']:.5f} | {d['mean'] / d['se'] if d['se'] else 0.0:+.1f} "
+            f"| {100 * d['b_better']:.1f} | {dc['mean']:+.5f}, {dc['se']:.5f} |"
         )
 
     if args.json:

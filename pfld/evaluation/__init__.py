@@ -9,7 +9,7 @@ entry's work).
 
 from pfld.evaluation.figures import face_grid, figure_pixels, worst_and_median
 from pfld.evaluation.predictions import predict
-from pfld.evaluation.report import score, scored, write_report
+from pfld.evaluation.report import FaceTable, read_face_table, score, scored, write_face_table, write_report
 from pfld.evaluation.scores import (
     breakdown_tables,
     face_errors,
@@ -24,6 +24,7 @@ from pfld.evaluation.scores import (
 )
 
 __all__ = [
+    "FaceTable",
     "breakdown_tables",
     "face_errors",
     "face_grid",
@@ -36,9 +37,11 @@ __all__ = [
     "part_table",
     "pose_mae",
     "predict",
+    "read_face_table",
     "score",
     "scored",
     "summarize",
     "worst_and_median",
+    "write_face_table",
     "write_report",
 ]

@@ -73,7 +73,7 @@ def adopt_input(data: DictConfig, spec: ModelSpec) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt`` (a ``.ckpt`` or an exported ``.onnx``) on ``cfg.data``'s validation split; write ``metrics.json``, ``metrics.md``,
-    ``val_ced.png``, ``val_predictions.png`` and ``val_groups.md`` to ``cfg.out``; print the table.
+    ``val_ced.png``, ``val_predictions.png``, ``val_groups.md`` and ``val_faces.csv`` to ``cfg.out``; print the table.
 
     The NME is over the data config's ``normalization`` (the data set's convention unless
     ``data.normalization`` says otherwise); a line says so when it is not the checkpoint's.
@@ -121,5 +121,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = metrics_table(summary)
     (folder / "metrics.md").write_text(f"# {checkpoint}\n\n{table}\n")
-    print(f"{table}\n\nwrote metrics.json, metrics.md, val_ced.png, val_predictions.png to {folder}")
+    print(
+        f"{table}\n\nwrote metrics.json, metrics.md, val_ced.png, val_predictions.png, val_faces.csv to {folder}"
+    )
     return summary

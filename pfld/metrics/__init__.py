@@ -33,6 +33,7 @@ from pfld.metrics.landmarks import (
     nme,
     normalized_residuals,
     normalizing_distance,
+    paired_difference,
     resolve_normalization,
     scored_nmes,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "nme",
     "normalized_residuals",
     "normalizing_distance",
+    "paired_difference",
     "pose_errors",
     "resolve_normalization",
     "scored_nmes",

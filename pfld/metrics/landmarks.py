@@ -183,6 +183,28 @@ def group_nmes(nmes: Tensor, members: Tensor) -> tuple[Tensor, Tensor]:
     return (torch.stack(means) if means else nmes.new_zeros(0)), torch.tensor(counts)
 
 
+def paired_difference(a: Tensor, b: Tensor) -> dict[str, float]:
+    """How model B's per-face NMEs (N,) differ from model A's on the same N faces, over the faces both
+    scored (NaN: unscored): ``mean`` of B - A, its standard error ``se`` (sd / sqrt(n), NaN for one face),
+    ``b_better`` the share of those faces where B's NME is lower, and ``faces``.
+
+    Pairing takes out what the faces share (a hard face is hard for both), so a difference between two
+    models is measured against the spread of their per-face differences, not of their NMEs.
+    """
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(
+            f"paired NMEs must be two (N,) tensors of the same faces, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    both = ~(torch.isnan(a) | torch.isnan(b))
+    d = (b - a)[both]
+    n = len(d)
+    if not n:
+        raise ValueError("no face is scored by both models")
+    se = float(d.std() / n**0.5) if n > 1 else float("nan")
+    return {"mean": float(d.mean()), "se": se, "b_better": float((d < 0).double().mean()), "faces": float(n)}
+
+
 def _check_nmes(nmes: Tensor, threshold: float) -> Tensor:
     nmes = torch.as_tensor(nmes)
     if not nmes.is_floating_point():

@@ -219,7 +219,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
         metrics |= {f"val/nme_{group}": row["nme"] for group, row in report["by_group"].items()}
         print(
-            f"wrote val_ced.png, val_predictions.png and val_groups.md ({int(report['faces'])} faces) "
+            f"wrote val_ced.png, val_predictions.png, val_groups.md and val_faces.csv ({int(report['faces'])} faces) "
             f"to {cfg.paths.output_dir}\n{breakdown_tables(report)}"
         )
     metrics["val/nme_mean_shape"] = mean_shape_nme(datamodule)

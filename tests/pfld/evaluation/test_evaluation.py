@@ -102,6 +102,53 @@ def test_report_breaks_down_by_validation_source(tmp_path, datamodule):
     assert "| subset:challenging | 20 |" in (tmp_path / "val_groups.md").read_text()
 
 
+def test_report_writes_each_faces_nme_and_groups_and_paired_nme_compares_two(tmp_path, datamodule, capsys):
+    """val_faces.csv holds what the report's means are made of; scripts/paired_nme.py pairs two reports."""
+    import sys
+
+    from pfld.evaluation import read_face_table
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from paired_nme import main as paired_nme
+
+    model = mean_shape_model(datamodule)
+    loader = datamodule.val_dataloader()
+    report = write_report(model, loader, (36, 45), tmp_path / "a", subsets=datamodule.val_subsets)
+    table = read_face_table(tmp_path / "a")  # the folder, or its val_faces.csv
+    assert table.sources == tuple(loader.dataset.faces.sources) and len(table.nme) == 40
+    assert table.nme.mean() == pytest.approx(report["nme"], abs=1e-6)
+    for name, row in report["by_group"].items():
+        assert table.groups[name].sum() == row["faces"]
+        assert table.nme[table.groups[name]].mean() == pytest.approx(row["nme"], abs=1e-6)
+
+    # a second model: the mean shape moved by 2 % of the crop, worse overall
+    shifted = mean_shape_model(datamodule)
+    with torch.no_grad():
+        shifted.model.mean += 0.02
+    write_report(shifted, loader, (36, 45), tmp_path / "b", subsets=datamodule.val_subsets)
+    b = read_face_table(tmp_path / "b" / "val_faces.csv")
+    result = paired_nme([f"mean={tmp_path / 'a'}", f"shifted={tmp_path / 'b'}", "--groups", "subset:common"])
+    common = datamodule.val_subsets["common"]
+    d = b.nme[common] - table.nme[common]
+    (pair,) = [p for p in result["pairs"] if p["group"] == "subset:common"]
+    assert pair["faces"] == 20 and pair["mean"] == pytest.approx(d.mean(), abs=1e-9)
+    assert pair["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(20), rel=1e-6)
+    assert pair["b_better"] == pytest.approx(np.mean(d < 0))
+    assert result["means"]["shifted"]["all"] > result["means"]["mean"]["all"]
+    assert "| shifted - mean | all | 40 |" in capsys.readouterr().out
+
+    # reports of other faces are refused, naming the file
+    (tmp_path / "c").mkdir()
+    lines = (tmp_path / "b" / "val_faces.csv").read_text().splitlines()
+    (tmp_path / "c" / "val_faces.csv").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ValueError, match=r"c/val_faces.csv and .* do not score the same faces \(39 and 40"):
+        paired_nme([str(tmp_path / "a"), str(tmp_path / "c")])
+    (tmp_path / "c" / "val_faces.csv").write_text("nme,face\n0.1,0\n")
+    with pytest.raises(ValueError, match="c/val_faces.csv: not a face table"):
+        read_face_table(tmp_path / "c")
+
+
 def test_parts_split_a_shared_shift_from_the_per_face_error():
     # 4 faces, 3 points: point 0 is off by +0.1 in x on every face (a shared shift), point 1 by +0.1 and
     # -0.1 on alternate faces (no shared shift), point 2 exact but unlabelled on two faces

@@ -17,6 +17,7 @@ from pfld.metrics import (
     nme,
     normalized_residuals,
     normalizing_distance,
+    paired_difference,
     resolve_normalization,
     scored_nmes,
 )
@@ -265,6 +266,23 @@ def test_metric_reports_each_groups_nme_over_its_scored_faces() -> None:
     assert got[0].item() == pytest.approx(per_face[[0, 1, 5]].mean().item(), rel=1e-6)  # face 2 unscored
     assert got[1].item() == pytest.approx(per_face[[1, 3, 4, 6]].mean().item(), rel=1e-6)
     assert torch.isnan(got[2])  # a group without a face
+
+
+def test_paired_difference_by_hand_over_the_faces_both_scored() -> None:
+    a = torch.tensor([0.05, 0.04, float("nan"), 0.10, 0.06])
+    b = torch.tensor([0.04, 0.05, 0.03, 0.07, float("nan")])  # faces 2 and 4: one model could not score them
+    got = paired_difference(a, b)
+    d = [-0.01, 0.01, -0.03]
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    assert got["faces"] == 3 and got["mean"] == pytest.approx(mean, abs=1e-9)
+    assert got["se"] == pytest.approx(sd / math.sqrt(3), rel=1e-6)
+    assert got["b_better"] == pytest.approx(2 / 3)
+    assert math.isnan(paired_difference(a[:1], b[:1])["se"])  # one face: no spread
+    with pytest.raises(ValueError, match="same faces"):
+        paired_difference(a, b[:4])
+    with pytest.raises(ValueError, match="no face is scored by both"):
+        paired_difference(a[2:3], b[4:5])
 
 
 def test_metric_without_groups_reports_none_and_refuses_a_mix() -> None:

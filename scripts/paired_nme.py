@@ -25,12 +25,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pfld.evaluation.report import FaceTable, read_face_table
+from pfld.evaluation.scores import nme_by_group
 from pfld.metrics import paired_difference
 
 
@@ -69,8 +70,13 @@ def main(argv: list[str] | None = None) -> dict:
     if missing:
         raise SystemExit(f"{first.path}: no group {', '.join(missing)} (it has {', '.join(first.groups)})")
 
-    means = {
-        label: {name: float(np.nanmean(t.nme[t.groups[name]])) for name in names if t.groups[name].any()}
+    means = {  # over each group's scored faces, as the reports' own group means
+        label: {
+            name: row["nme"]
+            for name, row in nme_by_group(
+                torch.from_numpy(t.nme), {name: torch.from_numpy(t.groups[name]) for name in names}
+            ).items()
+        }
         for label, t in tables.items()
     }
     counts = {name: int(first.groups[name].sum()) for name in names}
